@@ -1,0 +1,68 @@
+# Whisper fine-tuning curriculum. `make demo` and `make test` work as the very first command on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+KERNEL := $(VENV)/share/jupyter/kernels/whisper-curriculum/kernel.json
+MODELS := models/whisper-base/model.safetensors models/whisper-tiny.en/model.safetensors
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+LANGUAGES ?= es
+DATASET ?= sample
+MODEL ?= models/whisper-base
+RUNS ?= runs
+
+# Headless runs stay quiet; demo and tests never need the Hub (everything they use is local).
+export TRANSFORMERS_VERBOSITY := error
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export HF_DATASETS_DISABLE_PROGRESS_BARS := 1
+export TOKENIZERS_PARALLELISM := false
+demo test: export HF_HUB_OFFLINE := 1
+demo test: export HF_DATASETS_OFFLINE := 1
+
+.PHONY: setup demo test unit nbval lab batch bench clean-notebooks check-notebooks clean
+
+setup: $(INSTALLED) $(KERNEL) $(MODELS)
+
+$(INSTALLED): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(KERNEL): $(INSTALLED)
+	$(PY) -m ipykernel install --sys-prefix --name whisper-curriculum --display-name "Python (whisper-curriculum)" >/dev/null
+
+models/%/model.safetensors: $(INSTALLED)
+	$(PY) -m helpers.convert $*
+
+demo: setup
+	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
+
+test: setup
+	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		tests $(NOTEBOOKS)
+
+unit: setup
+	$(PY) -m pytest -p no:cacheprovider tests
+
+nbval: setup
+	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+batch: setup
+	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean-notebooks: $(INSTALLED)
+	$(PY) -m helpers.clean_notebooks $(NOTEBOOKS)
+
+check-notebooks: $(INSTALLED)
+	$(PY) -m helpers.clean_notebooks --check $(NOTEBOOKS)
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

@@ -1,0 +1,1 @@
+"""Helpers behind the Whisper fine-tuning notebooks: the notebooks explain, these modules do the work."""
