@@ -52,8 +52,11 @@ nbval: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
+CONFIG ?=
+BATCH_ARGS ?=
+# make batch LANGUAGES="es de fr" DATASET=... MODEL=...   or   make batch CONFIG=configs/sample.yaml BATCH_ARGS="--set max_steps=20"
 batch: setup
-	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
+	$(PY) -m helpers.batch $(if $(CONFIG),--config $(CONFIG),--languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL)) --runs $(RUNS) $(BATCH_ARGS)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
