@@ -1,0 +1,460 @@
+"""Load one split of a speech dataset as rows Whisper can learn from.
+
+`load_split(dataset, language, split)` understands five kinds of `dataset`:
+
+    "sample"                       the embedded sample, data/sample/<language> (laid out like Common Voice)
+    a Common Voice locale folder   train.tsv, dev.tsv, test.tsv, validated.tsv, ... and clips/
+    a Common Voice release folder  one locale folder per language, e.g. cv-corpus-23.0-2025-09-05/es
+    an audiofolder                 metadata.csv or metadata.jsonl (file_name + sentence/transcription/text),
+                                   in split folders train/, dev/ (or validation/), test/, or in one folder (= train)
+    a dataset repository           a Hub id such as "google/fleurs" (the language is the configuration), or a
+                                   local folder laid out like one (parquet files, README.md listing configurations)
+
+Every row has `audio` = {"array": float32 samples at 16 kHz mono, "sampling_rate": 16000}, `sentence`,
+`client_id` (the speaker; "" when the source has none), `path` (the clip's name in the source) and `duration`
+in seconds. Audio is decoded by helpers.audio (soundfile + soxr): datasets' own Audio decoding needs
+torchcodec and FFmpeg, so the source's audio column is read with `Audio(decode=False)`.
+
+Non-streaming, the split is decoded up front with `Dataset.map` and comes back with numpy format on the audio
+column: `row["audio"]["array"]` is a float32 ndarray, `row["audio"]["sampling_rate"]` a 0-d int64 array equal
+to 16000 (datasets 5.2 formats nested scalars that way), other columns plain Python values. Local folders are
+decoded in memory (about 4 MB a minute of audio). For large splits use streaming=True: an IterableDataset that
+decodes clip by clip as you iterate and yields the rows as decoded (array float32 ndarray, sampling_rate int).
+Its `features` is None on purpose: with features set, datasets 5.2 turns every sample into a Python float and
+then back into an array, which made streaming the sample 60 times slower (45 s instead of 0.8 s).
+
+Rows that cannot be used (missing or corrupt clip, empty sentence, a TSV row with a missing field) are skipped.
+Each skip is a dict {"split", "path", "row", "reason"} (row: the line in the TSV/metadata file, header = 1; for
+dataset repositories the index in the split), kept in `ds.skipped` and appended to the `skipped` list if given.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from helpers.audio import AudioError, decode
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "data" / "sample"
+SAMPLING_RATE = 16000
+
+CV_SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv")  # any of these marks a locale folder
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+# Transcript columns, best first: Common Voice; FLEURS and VoxPopuli keep casing and punctuation in their "raw"
+# column; Multilingual LibriSpeech; generic.
+TEXT_COLUMNS = ("sentence", "raw_transcription", "transcription", "raw_text", "normalized_text", "transcript", "text")
+SPEAKER_COLUMNS = ("client_id", "speaker_id")
+SPLIT_ALIASES = (("dev", "validation", "valid", "val"), ("train", "training"), ("test", "testing"))
+
+FEATURES = datasets.Features(
+    {
+        "audio": {"array": datasets.List(datasets.Value("float32")), "sampling_rate": datasets.Value("int64")},
+        "sentence": datasets.Value("string"),
+        "client_id": datasets.Value("string"),
+        "path": datasets.Value("string"),
+        "duration": datasets.Value("float64"),
+    }
+)
+_DECODED_FEATURES = datasets.Features({**FEATURES, "row": datasets.Value("int64"), "skip": datasets.Value("string")})
+# Standard column -> source column, for sources whose rows are already in our shape.
+_OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_id", "path": "path"}
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Source:
+    kind: str  # "common_voice", "audiofolder" or "repository"
+    location: Path | str
+    shown: str  # how messages name it (relative to the repository root when inside it)
+    splits: dict = field(default_factory=dict)  # split name -> TSV file / folder (repository: name -> name)
+    config: str | None = None  # repository configuration
+
+    @property
+    def label(self) -> str:
+        kinds = {"common_voice": "Common Voice locale folder", "audiofolder": "audiofolder",
+                 "repository": "dataset repository"}
+        config = f" (configuration {self.config!r})" if self.config else ""
+        return f"{kinds[self.kind]} {self.shown}{config}"
+
+    def __str__(self) -> str:
+        return f"{self.label}, splits: {', '.join(sorted(self.splits))}"
+
+
+# ----------------------------------------------------------------------------------------------- public API
+
+
+def resolve_dataset(dataset: str, language: str) -> str:
+    """Say what `dataset` is for `language`: which kind of source, where, and its splits."""
+    return str(_resolve(dataset, language))
+
+
+def load_split(dataset: str, language: str, split: str, streaming: bool = False, skipped: list | None = None):
+    """Load `split` ("train", "dev"/"validation", "test", or several joined by "+") of `dataset` in `language`.
+
+    Returns a datasets.Dataset (or an IterableDataset with streaming=True) with the columns described in the
+    module docstring, and the skipped rows in its `skipped` attribute (also appended to `skipped` if given).
+    Raises ValueError for an unknown language, split or dataset layout, FileNotFoundError for a missing folder.
+    """
+    source = _resolve(dataset, language)
+    names = [part.strip() for part in split.split("+")]
+    own: list[dict] = []
+    sink = _SkipSink(own, skipped)
+    if streaming:
+        ds = _stream(source, names, sink)
+    else:
+        parts = [_load_part(source, name, sink) for name in names]
+        ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        ds.set_format("numpy", columns=["audio"], output_all_columns=True)
+        _log_summary(source, split, ds.num_rows, own)
+    ds.skipped = own
+    return ds
+
+
+def write_skipped(skipped: list[dict], path: str | Path) -> Path:
+    """Write skip records as CSV (columns split, path, row, reason); returns the path written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["split", "path", "row", "reason"])
+        writer.writeheader()
+        writer.writerows(skipped)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ finding the data
+
+
+def _resolve(dataset: str, language: str) -> _Source:
+    # The language is not checked against Whisper's list here: reading data needs only its folder or config,
+    # and a Common Voice locale that Whisper lacks must still load (the model side applies the fallbacks).
+    dataset = str(dataset)
+    if dataset == "sample":
+        return _sample_source(language)
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        return _local_source(path, _shown(path), language)
+    looks_like_hub_id = dataset.count("/") == 1 and not dataset.startswith((".", "/", "~"))
+    if looks_like_hub_id and not path.exists():
+        return _repository_source(dataset, dataset, language)
+    raise FileNotFoundError(f"Dataset folder {dataset!r} not found (a Hub id looks like 'org/name').")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _sample_source(language: str) -> _Source:
+    folder = SAMPLE_DIR / language
+    if not folder.is_dir():
+        found = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir()) if SAMPLE_DIR.is_dir() else []
+        raise ValueError(
+            f"The embedded sample has no language {language!r} (expected folder {_shown(folder)}); "
+            f"languages in the sample: {', '.join(found) or 'none (data/sample is missing)'}."
+        )
+    return _common_voice_source(folder, _shown(folder))
+
+
+def _local_source(path: Path, shown: str, language: str) -> _Source:
+    if _is_cv_folder(path):
+        return _common_voice_source(path, shown)
+    locales = sorted(p.name for p in path.iterdir() if p.is_dir() and _is_cv_folder(p))
+    if locales:  # a release folder
+        match = [name for name in locales if name == language] or [n for n in locales if n.lower() == language.lower()]
+        if not match:
+            raise ValueError(
+                f"No locale folder {language!r} in Common Voice release folder {shown}; locales found: "
+                f"{', '.join(locales)}."
+            )
+        return _common_voice_source(path / match[0], f"{shown}/{match[0]}")
+    splits = _audiofolder_splits(path)
+    if splits:
+        return _Source("audiofolder", path, shown, splits)
+    if any(path.rglob("*.parquet")) or any(path.rglob("*.arrow")) or (path / "README.md").is_file():
+        return _repository_source(str(path), shown, language)
+    entries = sorted(p.name for p in path.iterdir())[:10]
+    raise ValueError(
+        f"{shown} is not a Common Voice locale folder (expected {', '.join(CV_SPLIT_FILES)} and clips/), nor a "
+        f"release folder of locale folders, nor an audiofolder ({' or '.join(METADATA_FILES)} with file_name and a "
+        f"transcript column), nor a dataset repository (parquet files). Found: {', '.join(entries) or 'nothing'}."
+    )
+
+
+def _is_cv_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in CV_SPLIT_FILES)
+
+
+def _common_voice_source(folder: Path, shown: str) -> _Source:
+    splits = {}
+    for tsv in sorted(folder.glob("*.tsv")):  # also reported.tsv, clip_durations.tsv, ...: keep clip lists only
+        header = _tsv_header(tsv)
+        if "path" in header and "sentence" in header:
+            splits[tsv.stem] = tsv
+    if not splits:
+        raise ValueError(f"{shown}: no TSV file with 'path' and 'sentence' columns (Common Voice clip lists).")
+    if not (folder / "clips").is_dir():
+        raise FileNotFoundError(f"{shown}: no clips/ folder (Common Voice keeps the audio in clips/ next to the TSVs).")
+    return _Source("common_voice", folder, shown, splits)
+
+
+def _tsv_header(tsv: Path) -> list[str]:
+    with tsv.open(encoding="utf-8", newline="") as handle:
+        return handle.readline().rstrip("\r\n").split("\t")
+
+
+def _audiofolder_splits(path: Path) -> dict[str, Path]:
+    splits = {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and _metadata_file(p)}
+    if not splits and _metadata_file(path):
+        splits = {"train": path}  # a single folder is the train split, as in datasets' audiofolder
+    return splits
+
+
+def _metadata_file(folder: Path) -> Path | None:
+    return next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
+
+
+def _repository_source(dataset_id: str, shown: str, language: str) -> _Source:
+    configs = datasets.get_dataset_config_names(dataset_id)
+    if language in configs:
+        config = language
+    elif configs == ["default"]:
+        config = None  # one configuration: the language only tells Whisper what it hears
+    else:
+        raise ValueError(
+            f"Dataset repository {shown} has no configuration {language!r}; available: {', '.join(configs)}."
+        )
+    names = datasets.get_dataset_split_names(dataset_id, config)
+    return _Source("repository", dataset_id, shown, {name: name for name in names}, config)
+
+
+def _pick_split(source: _Source, requested: str) -> str:
+    if requested in source.splits:
+        return requested
+    for group in SPLIT_ALIASES:
+        if requested in group:
+            for name in group:
+                if name in source.splits:
+                    return name
+    raise ValueError(f"No split {requested!r} in {source.label}; available: {', '.join(sorted(source.splits))}.")
+
+
+# ----------------------------------------------------------------------------------------------- reading rows
+
+
+def _rows(source: _Source, split: str):
+    """Yield rows in our shape {"row", "audio": {"bytes", "path"}, "sentence", "client_id", "path", "skip"}
+    from a local source; "skip" holds the reason when the row itself is unusable."""
+    if source.kind == "common_voice":
+        yield from _cv_rows(source.location, source.splits[split])
+    else:
+        yield from _audiofolder_rows(source.splits[split])
+
+
+def _cv_rows(folder: Path, tsv: Path):
+    clips = folder / "clips"
+    with tsv.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)  # sentences contain quotes
+        header = next(reader)
+        for fields in reader:
+            if not fields:
+                continue
+            row = dict(zip(header, fields))
+            clip = row.get("path", "")
+            skip = ""
+            if len(fields) != len(header):
+                skip = f"missing field: expected {len(header)} tab-separated fields, found {len(fields)}"
+            yield _row(reader.line_num, clips / clip if clip else None, row.get("sentence", ""),
+                       row.get("client_id", ""), clip, skip)
+
+
+def _audiofolder_rows(folder: Path):
+    metadata = _metadata_file(folder)
+    with metadata.open(encoding="utf-8", newline="") as handle:
+        if metadata.suffix == ".csv":
+            reader = csv.DictReader(handle)
+            records = [(reader.line_num, record) for record in reader]
+            columns = reader.fieldnames or []
+        else:
+            records = [(number, _json_record(line)) for number, line in enumerate(handle, start=1) if line.strip()]
+            columns = list(dict.fromkeys(key for _, record in records for key in record))
+    text = next((c for c in TEXT_COLUMNS if c in columns), None)
+    speaker = next((c for c in SPEAKER_COLUMNS if c in columns), None)
+    if "file_name" not in columns or text is None:
+        raise ValueError(
+            f"{_shown(metadata)} needs a file_name column and a transcript column ({', '.join(TEXT_COLUMNS)}); "
+            f"found: {', '.join(c for c in columns if c) or 'none'}."
+        )
+    for number, record in records:
+        missing = [c for c in ("file_name", text) if record.get(c) is None]
+        skip = record.get("_error") or (f"missing field: no {' or '.join(missing)}" if missing else "")
+        name = record.get("file_name") or ""
+        yield _row(number, folder / name if name else None, record.get(text) or "",
+                   record.get(speaker) if speaker else "", name, skip)
+
+
+def _json_record(line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        return {"_error": f"missing field: line is not valid JSON ({err.msg})"}
+    return record if isinstance(record, dict) else {"_error": "missing field: line is not a JSON object"}
+
+
+def _row(number: int, file: Path | None, sentence: str, client_id, path: str, skip: str) -> dict:
+    audio = {"bytes": None, "path": str(file) if file else None}
+    return {"row": number, "audio": audio, "sentence": sentence, "client_id": str(client_id or ""), "path": path,
+            "skip": skip}
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+
+
+def _decode_row(audio, sentence, client_id, path) -> dict:
+    """Decode one row into our columns plus "skip" (the reason, or "" when the row is usable)."""
+    if isinstance(audio, str):
+        audio = {"bytes": None, "path": audio}
+    audio = audio or {}
+    path = path or audio.get("path") or ""
+    out = {"audio": {"array": np.zeros(0, np.float32), "sampling_rate": SAMPLING_RATE},
+           "sentence": (sentence or "").strip(), "client_id": str(client_id or ""), "path": path, "duration": 0.0}
+    if not out["sentence"]:
+        return {**out, "skip": "empty sentence"}
+    source = audio.get("bytes") or audio.get("path")
+    if not audio.get("bytes") and not (source and Path(source).is_file()):
+        return {**out, "skip": f"missing clip: {path or '(no path)'} not found"}
+    try:
+        array, duration = decode(source, SAMPLING_RATE, name=path)
+    except AudioError as err:
+        return {**out, "skip": f"bad audio: {err.reason}"}
+    return {**out, "audio": {"array": array, "sampling_rate": SAMPLING_RATE}, "duration": duration, "skip": ""}
+
+
+def _decode_batch(batch: dict, indices: list[int], columns: dict) -> dict:
+    """Dataset.map function: decode a batch whose columns are named by `columns` (ours -> the source's)."""
+    out = {name: [] for name in [*FEATURES, "row", "skip"]}
+    for i, index in enumerate(indices):
+        value = {ours: batch[theirs][i] if theirs else None for ours, theirs in columns.items()}
+        result = _decode_row(value["audio"], value["sentence"], value["client_id"], value["path"])
+        result["row"] = batch["row"][i] if "row" in batch else index
+        for name in out:
+            out[name].append(result[name])
+    return out
+
+
+def _repository_columns(features: dict, shown: str) -> dict:
+    names = list(features)
+    audio = next((n for n, f in features.items() if isinstance(f, datasets.Audio)), None)
+    audio = audio or ("audio" if "audio" in names else None)
+    text = next((c for c in TEXT_COLUMNS if c in names), None)
+    if audio is None or text is None:
+        raise ValueError(
+            f"Dataset repository {shown} needs an audio column and a transcript column ({', '.join(TEXT_COLUMNS)}); "
+            f"found: {', '.join(names)}."
+        )
+    return {"audio": audio, "sentence": text, "client_id": next((c for c in SPEAKER_COLUMNS if c in names), None),
+            "path": "path" if "path" in names else None}
+
+
+def _load_repository(source: _Source, split: str, streaming: bool):
+    ds = datasets.load_dataset(str(source.location), source.config, split=split, streaming=streaming)
+    columns = _repository_columns(ds.features, source.shown)
+    return ds.cast_column(columns["audio"], datasets.Audio(decode=False)), columns
+
+
+def _load_part(source: _Source, requested: str, sink: "_SkipSink") -> datasets.Dataset:
+    split = _pick_split(source, requested)
+    found = []  # skip records, sorted by row at the end
+    if source.kind == "repository":
+        raw, columns = _load_repository(source, split, streaming=False)
+    else:
+        rows = []
+        for row in _rows(source, split):
+            reason = row.pop("skip")
+            if reason:
+                found.append({"split": requested, "path": row["path"], "row": row["row"], "reason": reason})
+            else:
+                rows.append(row)
+        raw, columns = datasets.Dataset.from_list(rows), _OWN_COLUMNS
+    if raw.num_rows == 0:  # map() would not create our columns
+        decoded = datasets.Dataset.from_dict({name: [] for name in _DECODED_FEATURES}, features=_DECODED_FEATURES)
+    else:
+        decoded = raw.map(
+            _decode_batch, batched=True, batch_size=16, with_indices=True, fn_kwargs={"columns": columns},
+            remove_columns=raw.column_names, features=_DECODED_FEATURES, writer_batch_size=64,
+            desc=f"Decoding {requested}",
+        )
+    reasons = list(decoded["skip"])
+    if any(reasons):
+        paths, numbers = list(decoded["path"]), list(decoded["row"])
+        found += [{"split": requested, "path": paths[i], "row": numbers[i], "reason": reason}
+                  for i, reason in enumerate(reasons) if reason]
+        decoded = decoded.select([i for i, reason in enumerate(reasons) if not reason])
+    for record in sorted(found, key=lambda record: record["row"]):
+        sink.add(record)
+    return decoded.remove_columns(["row", "skip"])
+
+
+def _stream(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.IterableDataset:
+    splits = [(requested, _pick_split(source, requested)) for requested in names]  # unknown splits fail now
+
+    def generate():
+        for requested, split in splits:
+            count = 0
+            if source.kind == "repository":
+                raw, columns = _load_repository(source, split, streaming=True)
+                rows = ({**{ours: example[theirs] if theirs else None for ours, theirs in columns.items()},
+                         "row": index, "skip": ""} for index, example in enumerate(raw))
+            else:
+                rows = _rows(source, split)
+            for row in rows:
+                if row["skip"]:
+                    result = row
+                else:
+                    result = _decode_row(row["audio"], row["sentence"], row["client_id"], row["path"])
+                reason = result.pop("skip")
+                if reason:
+                    sink.add({"split": requested, "path": result["path"], "row": row["row"], "reason": reason})
+                    continue
+                count += 1
+                yield result
+            _log_summary(source, requested, count, [s for s in sink.own if s["split"] == requested])
+
+    # No `features`: datasets would turn every sample into a Python float; rows pass through as decoded.
+    return datasets.IterableDataset.from_generator(generate)
+
+
+class _SkipSink:
+    """Collects skip records once each (a stream may be iterated several times)."""
+
+    def __init__(self, own: list, extra: list | None):
+        self.own, self.extra, self.seen = own, extra, set()
+
+    def add(self, record: dict) -> None:
+        key = (record["split"], record["row"])
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.own.append(record)
+        if self.extra is not None:
+            self.extra.append(record)
+
+
+def _log_summary(source: _Source, split: str, count: int, skipped: list[dict]) -> None:
+    if skipped:
+        kinds = Counter(record["reason"].split(":")[0] for record in skipped)
+        details = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        logger.warning("%s split %r: %d rows, %d skipped (%s); see ds.skipped", source.shown, split, count,
+                       len(skipped), details)
+    else:
+        logger.info("%s split %r: %d rows, none skipped", source.shown, split, count)
