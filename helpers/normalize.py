@@ -1,0 +1,625 @@
+"""Text normalisation for training and evaluation, and a checker for the golden rule.
+
+The rules of the fine-tuning event: lower-casing and removing typographical symbols and punctuation are allowed
+(and recommended), but never remove a character whose removal turns a word into another word (English "it's"
+must not become "its"). Hyphens may go ("fine-tuning" -> "finetuning"). The later advice: train on un-normalised
+text, evaluate on normalised text, and report both.
+
+Three pieces:
+
+- `RuleSet`: the training-text rules, per language, as plain data (saved to and loaded from JSON).
+  `RuleSet.for_language("tr").apply("İstanbul'da IRMAK")` -> "istanbul'da ırmak".
+- `eval_normalizer(language)`: Whisper's own evaluation normaliser from transformers (`EnglishTextNormalizer`
+  for English, `BasicTextNormalizer` otherwise), not a rewrite.
+- `golden_rule_violations(sentences, normalize)`: every group of distinct words of a corpus that a normalising
+  function maps to the same word, e.g. {"its": ["it's", "its"]}; merges that only differ by letter case
+  (The/the) are reported apart, since lower-casing is allowed.
+
+`save_normalization` / `load_normalization` carry the choice from notebook 02 to notebooks 03 and 04 through
+`<run_dir>/normalization.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Iterable
+
+NORMALIZATION_FILE = "normalization.json"
+
+# Characters that stand for an apostrophe inside a word: straight, curly (right and left single quotation
+# marks, often typed for it), modifier letter apostrophe, and the acute and grave accents typed by mistake.
+APOSTROPHES = "'\u2019\u2018\u02bc\u00b4`"
+# Hyphen-minus, hyphen, non-breaking hyphen. En and em dashes are punctuation, not hyphens.
+HYPHENS = "-\u2010\u2011"
+SOFT_HYPHEN = "\u00ad"
+# Punctuation and symbols that carry meaning ("50%" is not "50", "$5" is not "5", "AT&T", "20°"): kept.
+DEFAULT_KEEP_CHARS = "%‰&@#§°$€£¥₹₺+=<>±×÷"
+# Between two digits these are part of a number: "3.5", "3,5", "10:30", "1,000".
+NUMBER_SEPARATORS = ".,:"
+# Whitespace that str.split() does not treat as such, plus the byte-order mark.
+EXTRA_SPACES = "\u200b\ufeff"
+
+HYPHEN_MODES = ("remove", "space", "keep")
+APOSTROPHE_MODES = ("keep", "remove", "space")
+TRAIN_ON = ("raw", "normalized")
+
+# Languages written in the Latin alphabet with dotted and dotless i: I -> ı and İ -> i.
+TURKIC_CASING = {"tr", "az", "crh", "gag"}
+# Characters that are part of a word when they sit between two letters (Catalan "col·legi", "cel·la").
+INNER_CHARS = {"ca": "·"}
+
+
+def base_language(locale: str) -> str:
+    """The language part of a Common Voice locale: "sv-SE" -> "sv", "zh-CN" -> "zh", "tr" -> "tr"."""
+    if not isinstance(locale, str) or not locale.strip():
+        raise ValueError(f"language must be a Common Voice locale code such as 'es' or 'zh-CN', got {locale!r}")
+    return locale.strip().replace("_", "-").split("-")[0].lower()
+
+
+def lowercase(text: str, language: str) -> str:
+    """Lower-case `text` the way `language` spells it.
+
+    Turkish and Azerbaijani have dotted and dotless i: "I" -> "ı", "İ" -> "i" (Python's str.lower gives "i" and
+    "i̇"). German "ß" stays "ß" (str.lower keeps it; str.casefold would make it "ss"), and capital "ẞ" becomes "ß".
+    """
+    if base_language(language) in TURKIC_CASING:
+        text = text.replace("I", "ı").replace("İ", "i")
+    return text.lower()
+
+
+def _is_letter(ch: str) -> bool:
+    """A letter or a combining mark (accents, Devanagari vowel signs), i.e. part of a word."""
+    return unicodedata.category(ch)[0] in "LM"
+
+
+def _is_word_char(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LMN"
+
+
+def _between(text: str, i: int, test: Callable[[str], bool]) -> bool:
+    return 0 < i < len(text) - 1 and test(text[i - 1]) and test(text[i + 1])
+
+
+@dataclass
+class RuleSet:
+    """Training-text rules for one language, applied in this order (see `steps`).
+
+    - `unicode_nfc`: compose characters (e + combining acute -> é) so that one letter has one spelling.
+    - `lowercase`: language-aware lower-casing (see `lowercase`).
+    - `apostrophes`: what happens to an apostrophe between two letters (it's, l'homme, aujourd'hui):
+      "keep" (written as a straight '), "remove" (it's -> its: breaks the golden rule in English and French),
+      "space" (l'homme -> l homme). Apostrophes at a word's edge are quotation marks: punctuation.
+    - `hyphens`: a hyphen between two letters or digits: "space" (est-ce -> est ce, fine-tuning -> fine tuning),
+      "remove" (fine-tuning -> finetuning), "keep".
+    - `remove_punctuation`: punctuation and symbols become spaces (¿ ¡ « » „ “ . , ; : ! ? । ॥ – — ...), except
+      `keep_chars` (meaning-bearing symbols such as % $ €), `inner_chars` between two letters, and, with
+      `keep_number_separators`, "." "," ":" between two digits (3.5, 10:30).
+    - `collapse_whitespace`: any run of spaces (including no-break and zero-width ones) becomes one space.
+
+    Letters, digits and combining marks (accents, Devanagari vowel signs and nukta) are never removed.
+    """
+
+    language: str
+    unicode_nfc: bool = True
+    lowercase: bool = True
+    apostrophes: str = "keep"
+    hyphens: str = "space"
+    remove_punctuation: bool = True
+    keep_chars: str = DEFAULT_KEEP_CHARS
+    inner_chars: str = ""
+    keep_number_separators: bool = True
+    collapse_whitespace: bool = True
+
+    def __post_init__(self) -> None:
+        base_language(self.language)  # validates
+        if self.apostrophes not in APOSTROPHE_MODES:
+            raise ValueError(f"RuleSet.apostrophes must be one of {APOSTROPHE_MODES}, got {self.apostrophes!r}")
+        if self.hyphens not in HYPHEN_MODES:
+            raise ValueError(f"RuleSet.hyphens must be one of {HYPHEN_MODES}, got {self.hyphens!r}")
+        for name in ("unicode_nfc", "lowercase", "remove_punctuation", "keep_number_separators",
+                     "collapse_whitespace"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RuleSet.{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("keep_chars", "inner_chars"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"RuleSet.{name} must be a string of characters, got {getattr(self, name)!r}")
+
+    # ----- construction and storage -----
+    @classmethod
+    def for_language(cls, locale: str) -> "RuleSet":
+        """The recommended rules for a Common Voice locale: lower-case (Turkish-aware), drop punctuation and
+        symbols, keep apostrophes inside words, hyphen -> space, keep the Catalan middle dot between letters.
+
+        Hyphens become spaces rather than vanishing (which the event allows: fine-tuning -> finetuning) because
+        Whisper's evaluation normalisers do the same: text trained this way is not penalised at evaluation, and
+        words joined by a hyphen (French "est-ce", "a-t-il") stay apart.
+        """
+        return cls(language=locale, inner_chars=INNER_CHARS.get(base_language(locale), ""))
+
+    def replace(self, **changes) -> "RuleSet":
+        """A copy with some rules changed: `rules.replace(apostrophes="remove")`."""
+        data = self.to_dict()
+        data.update(changes)
+        return RuleSet.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RuleSet":
+        if not isinstance(data, dict):
+            raise ValueError(f"a rule set must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown}; known rules: {sorted(known)}")
+        if "language" not in data:
+            raise ValueError("a rule set needs a 'language' (a Common Voice locale code)")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RuleSet":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"rule set is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    # ----- the rules -----
+    def _apostrophes(self, text: str) -> str:
+        out = []
+        for i, ch in enumerate(text):
+            if ch in APOSTROPHES and _between(text, i, _is_letter):
+                out.append({"keep": "'", "remove": "", "space": " "}[self.apostrophes])
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    def _hyphens(self, text: str) -> str:
+        text = text.replace(SOFT_HYPHEN, "")
+        out = []
+        for i, ch in enumerate(text):
+            if ch in HYPHENS and _between(text, i, _is_word_char):
+                out.append({"keep": "-", "remove": "", "space": " "}[self.hyphens])
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    def _punctuation(self, text: str) -> str:
+        out = []
+        for i, ch in enumerate(text):
+            if unicodedata.category(ch)[0] not in "PS" or ch in self.keep_chars:
+                out.append(ch)
+            elif self.apostrophes == "keep" and ch == "'" and _between(text, i, _is_letter):
+                out.append(ch)
+            elif self.hyphens == "keep" and ch == "-" and _between(text, i, _is_word_char):
+                out.append(ch)
+            elif ch in self.inner_chars and _between(text, i, _is_letter):
+                out.append(ch)
+            elif self.keep_number_separators and ch in NUMBER_SEPARATORS and _between(text, i, str.isdigit):
+                out.append(ch)
+            else:
+                out.append(" ")
+        return "".join(out)
+
+    def steps(self, text: str) -> list[tuple[str, str]]:
+        """Each rule in turn: [("original", text), (rule name, text after it), ...]. The last is `apply(text)`."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        result = [("original", text)]
+        if self.unicode_nfc:
+            text = unicodedata.normalize("NFC", text)
+            result.append(("unicode NFC", text))
+        if self.lowercase:
+            turkic = base_language(self.language) in TURKIC_CASING
+            text = lowercase(text, self.language)
+            result.append(("lower-case (I→ı, İ→i)" if turkic else "lower-case", text))
+        text = self._apostrophes(text)
+        result.append((f"inner apostrophes: {self.apostrophes}", text))
+        text = self._hyphens(text)
+        result.append((f"hyphens: {self.hyphens}", text))
+        if self.remove_punctuation:
+            text = self._punctuation(text)
+            result.append(("punctuation and symbols → space", text))
+        if self.collapse_whitespace:
+            for ch in EXTRA_SPACES:
+                text = text.replace(ch, " ")
+            text = " ".join(text.split())
+            result.append(("whitespace", text))
+        return result
+
+    def apply(self, text: str) -> str:
+        """The text after every rule."""
+        return self.steps(text)[-1][1]
+
+    __call__ = apply
+
+
+def format_steps(steps: list[tuple[str, str]]) -> str:
+    """Plain-text table of `RuleSet.steps`: one line per rule, marked with * where the rule changed the text."""
+    width = max(len(name) for name, _ in steps)
+    lines, previous = [], None
+    for name, text in steps:
+        mark = " " if previous is None or text == previous else "*"
+        lines.append(f"{mark} {name.ljust(width)}  |{text}|")
+        previous = text
+    return "\n".join(lines)
+
+
+def steps_widget(rules: RuleSet, text: str, headless: bool | None = None):
+    """"Try it": print the step-by-step effect of `rules` on `text`; in a front end, also show a text box that
+    updates the table as one types. Returns the widget, or None when headless."""
+    from helpers.widgets import is_headless
+
+    print(format_steps(rules.steps(text)))
+    if headless is None:
+        headless = is_headless()
+    if headless:
+        return None
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    box = widgets.Textarea(value=text, description="Sentence", layout=widgets.Layout(width="95%"))
+    table = widgets.HTML()
+
+    def refresh(_change=None) -> None:
+        import html
+
+        table.value = "<pre>" + html.escape(format_steps(rules.steps(box.value))) + "</pre>"
+
+    box.observe(refresh, names="value")
+    refresh()
+    widget = widgets.VBox([box, table])
+    display(widget)
+    return widget
+
+
+# ----- evaluation normaliser (Whisper's own) -----
+def eval_normalizer_name(language: str) -> str:
+    """The name of Whisper's evaluation normaliser for a locale: English has its own, the rest the basic one."""
+    return "EnglishTextNormalizer" if base_language(language) == "en" else "BasicTextNormalizer"
+
+
+def eval_normalizer_from_name(name: str) -> Callable[[str], str]:
+    """Build Whisper's normaliser by name ("BasicTextNormalizer" or "EnglishTextNormalizer") from transformers.
+
+    The English one needs Whisper's British-to-American spelling map, which `WhisperTokenizer` loads from the Hub
+    (`normalizer.json`); a copy of it ships in `helpers.whisper_english_spelling`, so this works offline.
+    """
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    if name == "BasicTextNormalizer":
+        return BasicTextNormalizer()
+    if name == "EnglishTextNormalizer":
+        from helpers.whisper_english_spelling import ENGLISH_SPELLING
+
+        return EnglishTextNormalizer(ENGLISH_SPELLING)
+    raise ValueError(f"unknown evaluation normaliser {name!r}: use 'BasicTextNormalizer' or 'EnglishTextNormalizer'")
+
+
+def eval_normalizer(language: str) -> Callable[[str], str]:
+    """Whisper's evaluation normaliser for `language` (a callable: text -> normalised text)."""
+    return eval_normalizer_from_name(eval_normalizer_name(language))
+
+
+# ----- the golden-rule checker -----
+# Punctuation stripped from the edges of a whitespace token before it counts as a word ("¿Qué?" -> "Qué"),
+# except signs that carry meaning ("50%").
+_EDGE_KEEP = "%‰#@&§"
+
+
+def _strip_edges(token: str) -> str:
+    start, end = 0, len(token)
+    while start < end and unicodedata.category(token[start])[0] == "P" and token[start] not in _EDGE_KEEP:
+        start += 1
+    while end > start and unicodedata.category(token[end - 1])[0] == "P" and token[end - 1] not in _EDGE_KEEP:
+        end -= 1
+    return token[start:end]
+
+
+def words(sentence: str) -> list[str]:
+    """The words of a sentence as the checker sees them: whitespace-separated, edge punctuation stripped."""
+    return [w for w in (_strip_edges(t) for t in sentence.split()) if w]
+
+
+def _spelling_keys(word: str) -> tuple[str, str]:
+    """Two keys that are equal for words that differ only by letter case or typographic form (Unicode
+    compatibility form, which apostrophe or hyphen character): a case-folded one and a Turkish lower-cased one."""
+    text = unicodedata.normalize("NFKC", word)
+    for ch in APOSTROPHES:
+        text = text.replace(ch, "'")
+    for ch in HYPHENS:
+        text = text.replace(ch, "-")
+    turkic = text.replace("I", "ı").replace("İ", "i").lower()
+    return text.casefold(), turkic
+
+
+@dataclass(frozen=True)
+class WordVariant:
+    word: str
+    count: int
+    example: str  # the first sentence of the corpus that contains the word
+
+
+@dataclass
+class Merge:
+    """Distinct original words that normalise to the same word."""
+
+    normalized: str
+    variants: list[WordVariant]
+    removed_chars: str  # characters of the (lower-cased) originals that the normalised word lacks
+    case_only: bool  # the words differ only by letter case or typographic form (The/the, it’s/it's)
+
+    @property
+    def words(self) -> list[str]:
+        return [v.word for v in self.variants]
+
+    def line(self) -> str:
+        variants = ", ".join(f"{v.word} ({v.count}×)" for v in self.variants)
+        removed = f"   lost: {' '.join(show_char(c) for c in self.removed_chars)}" if self.removed_chars else ""
+        return f"'{self.normalized}' <- {variants}{removed}"
+
+
+@dataclass
+class GoldenRuleReport:
+    """What `golden_rule_violations` found. `merges` break the golden rule; `case_merges` are allowed."""
+
+    merges: dict[str, Merge]
+    case_merges: dict[str, Merge]
+    words_checked: int
+    distinct_words: int
+    sentences: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.merges
+
+    @property
+    def offending_chars(self) -> str:
+        """Every character whose loss took part in a real merge, in order of first appearance."""
+        seen = dict.fromkeys(ch for m in self.merges.values() for ch in m.removed_chars)
+        return "".join(seen)
+
+    def groups(self) -> dict[str, list[str]]:
+        """The real merges as {normalised word: [original words]}, e.g. {"its": ["it's", "its"]}."""
+        return {key: merge.words for key, merge in self.merges.items()}
+
+    def summary(self, limit: int = 15, examples: bool = True) -> str:
+        """Plain text: a loud banner when the rule set merges distinct words, then each merge."""
+        lines = [f"checked {self.words_checked} words ({self.distinct_words} distinct) in {self.sentences} sentences"]
+        if self.merges:
+            chars = ", ".join(char_label(c) for c in self.offending_chars) or "none (characters were replaced)"
+            lines += [
+                "!" * 78,
+                f"!! GOLDEN RULE VIOLATED: {len(self.merges)} group(s) of distinct words become the same word.",
+                f"!! Characters whose removal merges words: {chars}",
+                "!" * 78,
+            ]
+            for merge in list(self.merges.values())[:limit]:
+                lines.append("  " + merge.line())
+                if examples:
+                    for v in merge.variants:
+                        lines.append(f"      {v.word}: {v.example}")
+            if len(self.merges) > limit:
+                lines.append(f"  ... and {len(self.merges) - limit} more")
+        else:
+            lines.append("golden rule kept: no two distinct words become the same word")
+        lines.append(f"case-only merges (allowed, lower-casing): {len(self.case_merges)}"
+                     + (" e.g. " + "; ".join(" / ".join(m.words) for m in list(self.case_merges.values())[:3])
+                        if self.case_merges else ""))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        def merge_dict(m: Merge) -> dict:
+            return {"words": {v.word: v.count for v in m.variants}, "removed_chars": m.removed_chars}
+
+        return {
+            "sentences": self.sentences,
+            "words_checked": self.words_checked,
+            "distinct_words": self.distinct_words,
+            "merges": {k: merge_dict(m) for k, m in self.merges.items()},
+            "case_merges": len(self.case_merges),
+            "offending_chars": self.offending_chars,
+        }
+
+
+def golden_rule_violations(sentences: Iterable[str], normalize: Callable[[str], str]) -> GoldenRuleReport:
+    """Every group of distinct words of `sentences` that `normalize` maps to the same word.
+
+    Words are the whitespace-separated tokens of each sentence with quotation marks and sentence punctuation
+    stripped from their edges; `normalize` is called once per distinct word (its output's whitespace is
+    collapsed). Groups whose words differ only by letter case or typographic form (The/the, it’s/it's) go to
+    `case_merges`; all others to `merges`, with the characters that were lost. Words that normalise to nothing
+    are ignored. Results are sorted by normalised word, variants by count (most frequent first).
+    """
+    counts: Counter = Counter()
+    examples: dict[str, str] = {}
+    n_sentences = 0
+    for sentence in sentences:
+        if not isinstance(sentence, str):
+            raise TypeError(f"sentence {n_sentences} is a {type(sentence).__name__}, not a string: {sentence!r}")
+        n_sentences += 1
+        for word in words(sentence):
+            counts[word] += 1
+            examples.setdefault(word, sentence)
+    groups: dict[str, list[str]] = {}
+    for word in counts:
+        key = " ".join(str(normalize(word)).split())
+        if key:
+            groups.setdefault(key, []).append(word)
+    merges: dict[str, Merge] = {}
+    case_merges: dict[str, Merge] = {}
+    for key in sorted(groups):
+        group = groups[key]
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda w: (-counts[w], w))
+        keys = [_spelling_keys(w) for w in group]
+        case_only = len({k[0] for k in keys}) == 1 or len({k[1] for k in keys}) == 1
+        lost: dict[str, None] = {}
+        for word in group:
+            lowered = unicodedata.normalize("NFC", word).lower()
+            for ch, n in (Counter(lowered) - Counter(key)).items():
+                lost.setdefault(ch)
+        merge = Merge(key, [WordVariant(w, counts[w], examples[w]) for w in group], "".join(lost), case_only)
+        (case_merges if case_only else merges)[key] = merge
+    return GoldenRuleReport(merges, case_merges, sum(counts.values()), len(counts), n_sentences)
+
+
+# ----- corpus helpers for the notebook -----
+def take_sentences(rows: Iterable, limit: int = 0) -> list[str]:
+    """The `sentence` of the first `limit` rows (all rows when limit is 0) of a dataset or a stream of rows."""
+    if not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a whole number >= 0 (0 = all), got {limit!r}")
+    out = []
+    for row in rows:
+        out.append(str(row["sentence"]))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def showcase_sentence(sentences: Iterable[str], rules: RuleSet, limit: int = 200) -> str:
+    """Among the first `limit` sentences, the one that the most rules change; ties go to the one that loses the
+    most characters, then to the earliest."""
+    best, best_score = "", None
+    for i, sentence in enumerate(sentences):
+        if i >= limit:
+            break
+        steps = rules.steps(sentence)
+        changed = sum(after != before for (_, before), (_, after) in zip(steps, steps[1:]))
+        score = (changed, len(sentence) - len(steps[-1][1]))
+        if best_score is None or score > best_score:
+            best, best_score = sentence, score
+    return best
+
+
+def character_changes(sentences: Iterable[str], rules: RuleSet) -> dict[str, str]:
+    """Characters of `sentences` that no longer occur after `rules`, in order of first appearance, split into
+    "lower-cased" (capitals whose lower-case form remains) and "removed" (everything else)."""
+    sentences = list(sentences)
+    after = set("".join(rules.apply(s) for s in sentences))
+    changes = {"lower-cased": "", "removed": ""}
+    for ch in dict.fromkeys("".join(sentences)):
+        if ch in after:
+            continue
+        lower = lowercase(ch, rules.language)
+        kind = "lower-cased" if lower != ch and all(c in after for c in lower) else "removed"
+        changes[kind] += ch
+    return changes
+
+
+# ----- showing characters -----
+def show_char(ch: str) -> str:
+    """A character as it can be read in a table: marks on a dotted circle, invisible ones by code point."""
+    cat = unicodedata.category(ch)
+    if cat[0] == "M":
+        return "◌" + ch
+    if cat[0] in "ZC":
+        return f"U+{ord(ch):04X}"
+    return ch
+
+
+def char_label(ch: str) -> str:
+    """A character with its Unicode name, e.g. "' (APOSTROPHE)", "◌ा (DEVANAGARI VOWEL SIGN AA)"."""
+    return f"{show_char(ch)} ({unicodedata.name(ch, f'U+{ord(ch):04X}')})"
+
+
+# ----- the choice, saved for notebooks 03 and 04 -----
+@dataclass
+class Normalization:
+    """What notebook 02 decided: training text (raw or normalised with `rules`) and the evaluation normaliser.
+
+    `train_text(sentence)` (also `norm(sentence)`) gives the text to train on; `eval_text(sentence)` the text to
+    score normalised WER on (score raw WER on the sentences as they are, and report both). `language` and
+    `rules` are None only for the fallback of `load_normalization(run_dir)` without a file and a language.
+    """
+
+    language: str | None
+    rules: RuleSet | None
+    train_on: str = "raw"
+    eval_normalizer: str = ""
+    extra: dict = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {TRAIN_ON}, got {self.train_on!r}")
+        if self.train_on == "normalized" and self.rules is None:
+            raise ValueError("train_on='normalized' needs a rule set")
+        if not self.eval_normalizer:
+            self.eval_normalizer = eval_normalizer_name(self.language) if self.language else "BasicTextNormalizer"
+        self._eval: Callable[[str], str] | None = None
+
+    def train_text(self, sentence: str) -> str:
+        return self.rules.apply(sentence) if self.train_on == "normalized" else sentence
+
+    __call__ = train_text
+
+    def eval_text(self, sentence: str) -> str:
+        """Whisper's normaliser applied to `sentence`, outer spaces stripped (WER is the same either way)."""
+        if self._eval is None:
+            self._eval = eval_normalizer_from_name(self.eval_normalizer)
+        return self._eval(sentence).strip()
+
+    def to_dict(self) -> dict:
+        return {
+            "language": self.language,
+            "train_on": self.train_on,
+            "rules": self.rules.to_dict() if self.rules else None,
+            "eval_normalizer": self.eval_normalizer,
+            **self.extra,
+        }
+
+
+def save_normalization(run_dir: str | Path, rules: RuleSet, train_on: str = "raw", extra: dict | None = None
+                       ) -> Path:
+    """Write `<run_dir>/normalization.json`: the rules, what to train on, the evaluation normaliser's name, and
+    any `extra` results (e.g. the golden-rule report). Returns the path."""
+    norm = Normalization(rules.language, rules, train_on, extra=dict(extra or {}))
+    path = Path(run_dir) / NORMALIZATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(norm.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_normalization(run_dir: str | Path, language: str | None = None) -> Normalization:
+    """Read `<run_dir>/normalization.json` (written by notebook 02).
+
+    Without that file: train on un-normalised text (the event's recommendation) and evaluate with Whisper's
+    normaliser for `language` (the basic one when no language is given); the recommended rules for `language`
+    are kept on record. When `language` is given, a file written for another language is an error (a run
+    folder holds one language's run).
+    """
+    path = Path(run_dir) / NORMALIZATION_FILE
+    if not path.exists():
+        rules = RuleSet.for_language(language) if language else None
+        return Normalization(language, rules, "raw", source=f"default (no {NORMALIZATION_FILE} in {run_dir})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    missing = [k for k in ("language", "rules", "train_on", "eval_normalizer") if k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; write it with helpers.normalize.save_normalization")
+    if language and base_language(data["language"]) != base_language(language):
+        raise ValueError(f"{path} was written for language {data['language']!r}, not {language!r}: "
+                         f"use a run_dir per language or re-run notebook 02 for {language!r}")
+    eval_normalizer_from_name(data["eval_normalizer"])  # validates the name
+    extra = {k: v for k, v in data.items() if k not in ("language", "rules", "train_on", "eval_normalizer")}
+    return Normalization(data["language"], RuleSet.from_dict(data["rules"]), data["train_on"],
+                         data["eval_normalizer"], extra, source=str(path))
+
+
+def training_transform(run_dir: str | Path) -> Callable[[str], str] | None:
+    """The function to apply to training sentences, or None to train on them as written (the default, and what
+    happens without `<run_dir>/normalization.json`)."""
+    norm = load_normalization(run_dir)
+    return norm.rules.apply if norm.train_on == "normalized" else None
