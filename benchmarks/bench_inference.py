@@ -1,0 +1,101 @@
+"""Evaluation throughput: the helpers' batched inference against a one-clip-at-a-time generate loop.
+
+The loop is the way evaluation is often first written (and how the event's brief showed it): features for one
+clip, `model.generate` on it, decode, next clip. The helpers instead group clips of similar length and decode a
+whole batch per `generate` call. Both run on the same clips, with the same model, precision, language and greedy
+decoding, after the same warm-up; each is timed over feature extraction, generation and decoding. The script
+prints both RTFx values (seconds of audio per second of compute), their ratio, and whether the transcripts
+agree.
+
+    .venv/bin/python benchmarks/bench_inference.py                     # whisper-base, Spanish sample, test split
+    .venv/bin/python benchmarks/bench_inference.py --model models/whisper-tiny.en --language en --batch-size 12
+    python benchmarks/bench_inference.py --model openai/whisper-small --dataset /data/cv/es --max-samples 256 \\
+        --batch-size 32                                                  # on a GPU (float16)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def one_by_one(model, processor, arrays, language):
+    """The baseline: one clip per generate call, texts in order. Returns (texts, seconds)."""
+    import torch
+
+    from helpers.inference import SAMPLING_RATE, _sync, generation_kwargs
+
+    kwargs = generation_kwargs(model, language)
+    texts = []
+    _sync(model.device.type)
+    start = time.perf_counter()
+    for array in arrays:
+        features = processor(array, sampling_rate=SAMPLING_RATE, return_tensors="pt").input_features
+        with torch.inference_mode():
+            ids = model.generate(features.to(model.device, dtype=model.dtype), **kwargs)
+        texts.append(processor.batch_decode(ids, skip_special_tokens=True)[0].strip())
+    _sync(model.device.type)
+    return texts, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/whisper-base")
+    parser.add_argument("--language", default="es")
+    parser.add_argument("--dataset", default="sample")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--max-samples", type=int, default=0, help="0 = the whole split")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=1, help="time each way this many times, keep the fastest")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.chdir(ROOT)
+    import torch
+
+    from helpers.data import load_split
+    from helpers.evaluation import first_clips
+    from helpers.inference import clip_array, load_model, rtfx, transcribe, warm_up
+
+    if args.model.startswith("models/"):
+        from helpers.convert import ensure_model
+
+        ensure_model(Path(args.model).name)
+    clips = first_clips(load_split(args.dataset, args.language, args.split), args.max_samples)
+    arrays = [clip_array(row) for row in clips]
+    audio_seconds = sum(len(a) for a in arrays) / 16000
+    model, processor = load_model(args.model, device=args.device)
+    print(f"model {args.model} on {model.device} ({str(model.dtype).replace('torch.', '')}), "
+          f"{torch.get_num_threads()} CPU threads; {len(arrays)} clips, {audio_seconds:.1f} s of audio, "
+          f"{args.dataset}/{args.language}/{args.split}")
+
+    warm_up(model, processor, arrays[0], args.language)
+    loop_seconds, batch_seconds = [], []
+    for _ in range(args.repeats):
+        loop_texts, seconds = one_by_one(model, processor, arrays, args.language)
+        loop_seconds.append(seconds)
+        result = transcribe(model, processor, arrays, language=args.language, batch_size=args.batch_size)
+        batch_seconds.append(result.compute_seconds)
+    loop_rtfx, batch_rtfx = rtfx(audio_seconds, min(loop_seconds)), rtfx(audio_seconds, min(batch_seconds))
+    same = sum(a == b for a, b in zip(loop_texts, result.texts))
+
+    print(f"one clip at a time : {min(loop_seconds):7.2f} s   RTFx {loop_rtfx:7.2f}")
+    print(f"batched (size {args.batch_size:>3}) : {min(batch_seconds):7.2f} s   RTFx {batch_rtfx:7.2f}   "
+          f"batches {result.batch_sizes}")
+    print(f"speed-up           : {batch_rtfx / loop_rtfx:.2f}x")
+    print(f"identical transcripts: {same} of {len(arrays)}")
+    if hasattr(os, "getloadavg"):
+        print(f"machine load (1-minute average) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+              "(timings on a shared machine vary with it)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

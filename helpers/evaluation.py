@@ -1,0 +1,640 @@
+"""Evaluate Whisper checkpoints on a split: predictions, both WERs, CER, speed, error analysis, outputs.
+
+Notebook 04 is a walk through these functions:
+
+    clips = first_clips(load_split(dataset, language, "test"), max_eval_samples)
+    baseline = evaluate_model("models/whisper-base", clips, language, normalizer, label="baseline")
+    tuned = evaluate_model("runs/es/model", clips, language, normalizer, label="fine-tuned")
+    write_outputs(run_dir, [baseline, tuned], ...)       # predictions.csv, results.json, model card
+
+The same steps run as a script, e.g. on a GPU machine for a whole Common Voice test split:
+
+    python -m helpers.evaluation --language es --dataset /data/cv-corpus-11.0/es --run-dir runs/es \\
+        --model openai/whisper-small --max-eval-samples 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from helpers import metrics as M
+from helpers.inference import Transcription, load_model, transcribe, warm_up
+
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.csv"
+CARD_SECTION_START = "<!-- evaluation results: start -->"
+CARD_SECTION_END = "<!-- evaluation results: end -->"
+FLAGS = ("empty_prediction", "repetition", "too_long", "wrong_language", "wrong_script")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What to evaluate
+# --------------------------------------------------------------------------------------------------------------
+
+
+def resolve_finetuned(finetuned: str | None, run_dir: str | Path) -> tuple[str | None, str]:
+    """Which fine-tuned model to evaluate, and a sentence saying why.
+
+    "" (the default) means <run_dir>/model, used when notebook 03 has saved a model there; "none" skips the
+    fine-tuned model; anything else is a folder (which must exist) or a Hub id.
+    """
+    value = (finetuned or "").strip()
+    if value.lower() == "none":
+        return None, "fine-tuned model: none asked for (finetuned='none'), evaluating the baseline alone"
+    if not value:
+        default = Path(run_dir) / "model"
+        if (default / "config.json").is_file():
+            return str(default), f"fine-tuned model: {default.as_posix()} (saved by notebook 03)"
+        return None, (f"fine-tuned model: {default.as_posix()} does not exist yet (run notebook 03 first), "
+                      "so this run evaluates the baseline alone")
+    path = Path(value).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"finetuned={value!r} is a folder without config.json: not a saved model")
+        return value, f"fine-tuned model: {value}"
+    if value.count("/") == 1 and not Path(value.split("/")[0]).is_dir():
+        return value, f"fine-tuned model: {value} (from the Hub)"
+    raise FileNotFoundError(f"finetuned={value!r}: no such folder (and not a Hub id of the form 'user/model')")
+
+
+def first_clips(ds, max_samples: int | None):
+    """The first `max_samples` clips of a split (all of them for None or 0), in the split's own order.
+
+    A `datasets.Dataset` gives a Dataset. A streamed `IterableDataset` (or any iterable) gives a list of the
+    first rows, decoded once and kept in memory, or the stream itself when all clips are asked for (it is then
+    read again for each model, clip by clip, never held in memory whole).
+    """
+    if max_samples is not None and max_samples < 0:
+        raise ValueError(f"max_eval_samples must be None, 0 (all) or positive, got {max_samples}")
+    if not max_samples:
+        return ds
+    if hasattr(ds, "select") and hasattr(ds, "__len__"):
+        return ds.select(range(min(max_samples, len(ds))))
+    return list(islice(iter(ds), max_samples))
+
+
+def _text(value: Any) -> str:
+    """Plain str from a dataset value (numpy-formatted rows hold numpy strings or 0-d arrays)."""
+    if value is None:
+        return ""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    return value if isinstance(value, str) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running a model on the clips
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalRun:
+    """One model's evaluation: its predictions beside the references, the metrics and the speed."""
+
+    label: str  # "baseline" or "fine-tuned"
+    model_name: str
+    language: str
+    clips: list[dict]  # per clip: index, path, client_id, duration, reference
+    predictions: list[str]
+    metrics: dict
+    speed: dict
+    normalizer: Callable[[str], str] = field(repr=False)
+    model: Any = field(default=None, repr=False)
+    processor: Any = field(default=None, repr=False)
+
+    @property
+    def references(self) -> list[str]:
+        return [c["reference"] for c in self.clips]
+
+    def table(self, scripts: set[str] | None = None):
+        """Per-clip pandas DataFrame: texts, normalised texts, WER and the error-analysis flags."""
+        return clip_table(self.references, self.predictions, self.normalizer, self.language, self.clips, scripts)
+
+
+def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normalizer: Callable[[str], str],
+                   batch_size: int = 8, label: str = "model", device: str = "auto", dtype: str = "auto",
+                   num_beams: int = 1, warmup: bool = True, keep_model: bool = True) -> EvalRun:
+    """Load `model_name`, transcribe `clips` in batches (after a warm-up), and score the predictions."""
+    model, processor = load_model(model_name, device=device, dtype=dtype)
+    info: list[dict] = []
+
+    def rows():
+        for index, row in enumerate(clips):
+            if warmup and index == 0:
+                warm_up(model, processor, row, language)
+            info.append({"index": index, "path": _text(row.get("path")), "client_id": _text(row.get("client_id")),
+                         "duration": _number(row.get("duration")), "reference": _text(row.get("sentence"))})
+            yield row
+
+    result: Transcription = transcribe(model, processor, rows(), language=language, batch_size=batch_size,
+                                       num_beams=num_beams)
+    if not info:
+        raise ValueError(f"no clips to evaluate {model_name!r} on: the split is empty (or every row was skipped)")
+    for clip, seconds in zip(info, result.clip_seconds):
+        clip["duration"] = clip["duration"] or round(seconds, 3)
+    scores = M.compute_metrics([c["reference"] for c in info], result.texts, normalizer)
+    return EvalRun(label=label, model_name=str(model_name), language=language, clips=info,
+                   predictions=result.texts, metrics=scores, speed=result.speed(), normalizer=normalizer,
+                   model=model if keep_model else None, processor=processor if keep_model else None)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-clip table and error analysis
+# --------------------------------------------------------------------------------------------------------------
+
+
+def clip_table(references: Sequence[str], predictions: Sequence[str], normalizer: Callable[[str], str],
+               language: str, clips: Sequence[dict] | None = None, scripts: set[str] | None = None):
+    """One row per clip: reference, prediction, both normalised, per-clip WER (nan for an empty reference) and
+    the flags of every detector in `helpers.metrics`.
+
+    `scripts` are the writing systems the language uses; by default those of these references.
+    """
+    import pandas as pd
+
+    refs = [M._clean(r) for r in references]
+    preds = [M._clean(p) for p in predictions]
+    norm_refs = M.normalize_all(refs, normalizer)
+    norm_preds = M.normalize_all(preds, normalizer)
+    scripts = scripts if scripts is not None else M.expected_scripts(refs)
+    clips = list(clips) if clips is not None else [{"index": i} for i in range(len(refs))]
+    rows = []
+    for clip, r, p, nr, np_ in zip(clips, refs, preds, norm_refs, norm_preds):
+        scored = bool(r and nr)
+        rows.append({
+            "index": clip.get("index"),
+            "path": clip.get("path", ""),
+            "duration": clip.get("duration"),
+            "reference": r,
+            "prediction": p,
+            "reference_normalized": nr,
+            "prediction_normalized": np_,
+            "wer": M.clip_wer(nr, np_) if scored else math.nan,
+            "empty_prediction": scored and M.is_empty_prediction(nr, np_),
+            "repetition": scored and M.has_repetition(nr, np_),
+            "too_long": scored and M.is_too_long(nr, np_),
+            "wrong_language": scored and M.is_wrong_language(nr, np_, language),
+            "wrong_script": scored and M.is_wrong_script(p, scripts),
+        })
+    return pd.DataFrame(rows)
+
+
+def error_summary(table) -> dict:
+    """Counts of every detector's flags, and the edit operations behind the WER."""
+    scored = table[table["wer"].notna()]
+    counts = M.word_counts(list(scored["reference_normalized"]), list(scored["prediction_normalized"]))
+    return {**counts.as_dict(), **{flag: int(scored[flag].sum()) for flag in FLAGS}}
+
+
+def top_confusions(table, k: int = 10) -> dict[str, list[tuple]]:
+    """The `k` most frequent substitutions (reference word, predicted word, count), deletions and insertions
+    (word, count) on normalised text; ties are listed alphabetically so the output is stable."""
+    scored = table[table["wer"].notna()]
+    found = M.confusions(list(scored["reference_normalized"]), list(scored["prediction_normalized"]))
+
+    def ranked(counter: Counter) -> list:
+        return sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))[:k]
+
+    return {
+        "substitutions": [(r, h, n) for (r, h), n in ranked(found["substitutions"])],
+        "deletions": ranked(found["deletions"]),
+        "insertions": ranked(found["insertions"]),
+    }
+
+
+def format_confusions(confusions: dict[str, list[tuple]]) -> str:
+    """The confusions as three short plain-text lists."""
+    lines = ["Substitutions (reference -> prediction):"]
+    lines += [f"  {n:>3} x  {r} -> {h}" for r, h, n in confusions["substitutions"]] or ["  none"]
+    lines.append("Deletions (words the model left out):")
+    lines += [f"  {n:>3} x  {w}" for w, n in confusions["deletions"]] or ["  none"]
+    lines.append("Insertions (words the model added):")
+    lines += [f"  {n:>3} x  {w}" for w, n in confusions["insertions"]] or ["  none"]
+    return "\n".join(lines)
+
+
+def _shorten(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def flagged_clips(table, flag: str, max_n: int = 5, max_chars: int = 120) -> list[str]:
+    """Up to `max_n` lines "#index  reference => prediction" for the clips a detector flagged (texts cut at
+    `max_chars` characters: a looping prediction can be very long)."""
+    if flag not in FLAGS:
+        raise ValueError(f"unknown flag {flag!r}: use one of {FLAGS}")
+    rows = table[table[flag]].head(max_n)
+    return [f"#{int(row['index']):<4} {_shorten(row['reference'], max_chars)!r} => "
+            f"{_shorten(row['prediction'], max_chars)!r}" for _, row in rows.iterrows()]
+
+
+def normalizer_note(references: Sequence[str], normalizer: Callable[[str], str], name: str) -> str:
+    """One sentence on how the normaliser treats these references; a warning when it breaks words apart by
+    deleting combining marks (Devanagari vowel signs and the like)."""
+    ratio = M.split_words_ratio(references, normalizer)
+    marks_before = sum(M.combining_marks(r) for r in references)
+    marks_after = sum(M.combining_marks(normalizer(r)) for r in references)
+    if ratio > 1.15 and marks_after < marks_before:
+        return (f"Warning: {name} deletes the combining marks of this script ({marks_before - marks_after} in these "
+                f"references: vowel signs, virama) and so breaks words apart: {ratio:.1f} words after normalising "
+                "for each word before. The normalised WER counts fragments; read the CER and the orthographic WER "
+                "beside it.")
+    return f"{name}: {ratio:.2f} words after normalising for each word before (words stay whole)." if ratio <= 1.02 \
+        else f"{name}: {ratio:.2f} words after normalising for each word before (some split or expanded at " \
+             "apostrophes, hyphens, contractions)."
+
+
+def worst_clips(table, k: int = 3):
+    """The `k` clips with the highest WER (ties: the earlier clip first)."""
+    scored = table[table["wer"].notna()]
+    return scored.sort_values(["wer", "index"], ascending=[False, True], kind="stable").head(k)
+
+
+def show_worst_clips(table, clips=None, k: int = 3, headless: bool | None = None) -> list[str]:
+    """Print the worst clips with their word alignment; in a front end add an audio player to each.
+
+    `clips` is the evaluated split (rows with audio), used for the players only.
+    """
+    from helpers.widgets import is_headless
+
+    if headless is None:
+        headless = is_headless()
+    blocks = []
+    for _, row in worst_clips(table, k).iterrows():
+        head = f"clip #{int(row['index'])} ({row['path']}), WER {row['wer']:.0f}%"
+        blocks.append(head + "\n" + M.format_alignment(row["reference_normalized"], row["prediction_normalized"]))
+    print("\n\n".join(blocks) if blocks else "no scored clips")
+    if not headless and clips is not None and blocks:
+        _show_players(clips, [int(i) for i in worst_clips(table, k)["index"]])
+    return blocks
+
+
+def _row_at(clips, index: int) -> dict:
+    if hasattr(clips, "__getitem__") and hasattr(clips, "__len__"):
+        return clips[index]
+    return next(islice(iter(clips), index, None))
+
+
+def _show_players(clips, indices: list[int]) -> None:
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from helpers.inference import clip_array
+    from helpers.widgets import wav_bytes
+
+    players = []
+    for index in indices:
+        array = clip_array(_row_at(clips, index))
+        players.append(widgets.HBox([widgets.Label(f"clip #{index}"),
+                                     widgets.Audio(value=wav_bytes(array, 16000), format="wav", autoplay=False)]))
+    display(widgets.VBox(players))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Comparing models
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
+def comparison_rows(runs: Sequence[EvalRun]) -> list[dict]:
+    """One row per model with both WERs and the CER (same clips for every model), plus the relative WER change
+    of each model against the first (the baseline)."""
+    rows = []
+    base = runs[0].metrics["wer"] if runs else math.nan
+    for run in runs:
+        m = run.metrics
+        change = M.relative_improvement(base, m["wer"]) if run is not runs[0] else math.nan
+        rows.append({
+            "model": run.label,
+            "checkpoint": run.model_name,
+            "clips": m["num_samples"],
+            "WER %": f"{m['wer']:.2f}",
+            "orthographic WER %": f"{m['wer_orthographic']:.2f}",
+            "CER %": f"{m['cer']:.2f}",
+            "relative WER improvement %": "" if math.isnan(change) else f"{change:+.1f}",
+        })
+    return rows
+
+
+def speed_rows(runs: Sequence[EvalRun]) -> list[dict]:
+    """RTFx and what it was measured with (varies from run to run)."""
+    return [{"model": r.label, "RTFx": f"{r.speed['rtfx']:.2f}", "audio s": f"{r.speed['audio_seconds']:.1f}",
+             "compute s": f"{r.speed['compute_seconds']:.1f}", "batch size": r.speed["batch_size"],
+             "device": r.speed["device"], "dtype": r.speed["dtype"]} for r in runs]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Outputs: predictions.csv, results.json, model card
+# --------------------------------------------------------------------------------------------------------------
+
+
+def predictions_frame(main: EvalRun, baseline: EvalRun | None = None, scripts: set[str] | None = None):
+    """predictions.csv as a DataFrame: one row per clip for `main`, with the baseline's prediction, normalised
+    prediction and WER beside it when a baseline is given."""
+    scripts = scripts if scripts is not None else M.expected_scripts(main.references)
+    table = main.table(scripts)
+    if baseline is not None and baseline is not main:
+        other = baseline.table(scripts)
+        if list(other["index"]) != list(table["index"]):
+            raise ValueError("the baseline was evaluated on other clips than the fine-tuned model")
+        for column in ("prediction", "prediction_normalized", "wer"):
+            table[f"baseline_{column}"] = other[column].values
+    return table
+
+
+def run_record(run: EvalRun, table=None) -> dict:
+    """The numbers of one model for results.json (rates in percent, rounded to 2 decimals)."""
+    table = table if table is not None else run.table()
+    m = run.metrics
+    return {
+        "model": run.model_name,
+        "num_samples": m["num_samples"],
+        "num_empty_references": m["num_empty_references"],
+        "wer": _pct(m["wer"]),
+        "wer_orthographic": _pct(m["wer_orthographic"]),
+        "cer": _pct(m["cer"]),
+        "rtfx": _pct(run.speed["rtfx"]),
+        "device": run.speed["device"],
+        "dtype": run.speed["dtype"],
+        "batch_size": run.speed["batch_size"],
+        "audio_seconds": run.speed["audio_seconds"],
+        "compute_seconds": run.speed["compute_seconds"],
+        "errors": error_summary(table),
+    }
+
+
+def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: str, dataset: str, split: str,
+                   normalizer_name: str, num_skipped: int = 0) -> dict:
+    """results.json: the evaluated model's numbers at the top level (the fine-tuned one when there is one, else
+    the baseline), the baseline's under "baseline", and the relative WER improvement between them."""
+    from helpers.languages import whisper_language
+
+    scripts = M.expected_scripts(baseline.references)
+    base = run_record(baseline, baseline.table(scripts))
+    main = run_record(finetuned, finetuned.table(scripts)) if finetuned is not None else dict(base)
+    improvement = M.relative_improvement(base["wer"], main["wer"]) if finetuned is not None else math.nan
+    return {
+        "language": language,
+        "whisper_language": whisper_language(language),
+        "dataset": dataset,
+        "split": split,
+        "normalizer": normalizer_name,
+        "finetuned": finetuned is not None,
+        **main,
+        "num_skipped": num_skipped,
+        "relative_wer_improvement": _pct(improvement),
+        "baseline": base,
+    }
+
+
+def _json_ready(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_ready(value.item())
+    return value
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_ready(data), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_predictions(table, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False, float_format="%.2f", encoding="utf-8")
+    return path
+
+
+def _dataset_labels(dataset: str, language: str) -> tuple[str, str]:
+    """(dataset type, dataset name) for the model-index, named the way notebook 03's card names them."""
+    hub = dataset if re.fullmatch(r"[\w.-]+/[\w.-]+", dataset) and not Path(dataset).exists() else None
+    name = "embedded Common Voice-style sample" if dataset == "sample" else Path(dataset).name or dataset
+    return hub or "common_voice", name
+
+
+def update_model_card(model_dir: str | Path, results: dict) -> Path:
+    """Put the evaluation results into the model card (README.md) of a saved model.
+
+    The YAML front matter's model-index gets normalised WER, orthographic WER and CER for this dataset, language
+    and split (replacing earlier entries with the same metric name there, keeping all others), and the card's
+    text gets an "Evaluation" section (replaced on the next run). A folder without README.md gets a minimal card.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    path = Path(model_dir) / "README.md"
+    if path.is_file():
+        card = ModelCard.load(path)
+    else:
+        card = ModelCard(f"---\n{ModelCardData(language=results['language'].split('-')[0].lower()).to_yaml()}\n---\n"
+                         f"\n# {Path(model_dir).parent.name or 'model'}\n")
+    dataset_type, dataset_name = _dataset_labels(results["dataset"], results["language"])
+    common = dict(task_type="automatic-speech-recognition", task_name="Automatic Speech Recognition",
+                  dataset_type=dataset_type, dataset_name=dataset_name, dataset_config=results["language"],
+                  dataset_split=results["split"])
+    new = [
+        EvalResult(**common, metric_type="wer", metric_value=results["wer"], metric_name="WER (normalised, %)"),
+        EvalResult(**common, metric_type="wer", metric_value=results["wer_orthographic"],
+                   metric_name="WER (orthographic, %)"),
+        EvalResult(**common, metric_type="cer", metric_value=results["cer"], metric_name="CER (normalised, %)"),
+    ]
+    keys = {(r.dataset_config, r.dataset_split, r.metric_name) for r in new}
+    kept = [r for r in (card.data.eval_results or [])
+            if (r.dataset_config, r.dataset_split, r.metric_name) not in keys]
+    card.data.eval_results = kept + new
+    if not card.data.model_name:
+        card.data.model_name = Path(model_dir).parent.name or "model"
+    card.text = _card_section(card.text, results)
+    card.save(path)
+    return path
+
+
+def _card_section(text: str, results: dict) -> str:
+    base = results.get("baseline") or {}
+    lines = [CARD_SECTION_START, "", f"## Evaluation ({results['split']} split, {results['num_samples']} clips)", "",
+             "| model | WER % (normalised) | WER % (orthographic) | CER % |", "|---|---|---|---|"]
+    if results.get("finetuned") and base:
+        lines.append(f"| zero-shot `{base['model']}` | {base['wer']} | {base['wer_orthographic']} | {base['cer']} |")
+    lines.append(f"| this model | {results['wer']} | {results['wer_orthographic']} | {results['cer']} |")
+    if results.get("relative_wer_improvement") is not None:
+        lines += ["", f"Relative WER improvement over zero-shot: {results['relative_wer_improvement']}%."]
+    lines += ["", f"Normalised with Whisper's `{results['normalizer']}`; dataset `{results['dataset']}`, "
+              f"language `{results['language']}`.", "", CARD_SECTION_END]
+    section = "\n".join(lines)
+    pattern = re.compile(re.escape(CARD_SECTION_START) + ".*?" + re.escape(CARD_SECTION_END), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: section, text)
+    return text.rstrip() + "\n\n" + section + "\n"
+
+
+def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
+                  dataset: str, split: str, normalizer_name: str, num_skipped: int = 0) -> dict:
+    """Write predictions.csv and results.json to run_dir, and the results into the fine-tuned model's card when
+    that model is a local folder. Returns the results record."""
+    run_dir = Path(run_dir)
+    scripts = M.expected_scripts(baseline.references)
+    main = finetuned or baseline
+    write_predictions(predictions_frame(main, baseline if finetuned else None, scripts), run_dir / PREDICTIONS_FILE)
+    results = results_record(baseline, finetuned, language=language, dataset=dataset, split=split,
+                             normalizer_name=normalizer_name, num_skipped=num_skipped)
+    write_json(results, run_dir / RESULTS_FILE)
+    if finetuned is not None and Path(finetuned.model_name).is_dir():
+        update_model_card(finetuned.model_name, results)
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Try your model
+# --------------------------------------------------------------------------------------------------------------
+
+
+def transcribe_with(runs: Sequence[EvalRun], audio: Any, language: str) -> dict[str, str]:
+    """Transcribe one clip (a row, an audio dict or a 16 kHz array) with each evaluated model."""
+    return {run.label: transcribe(run.model, run.processor, [audio], language=language, batch_size=1).texts[0]
+            for run in runs}
+
+
+def clip_choices(clips, max_n: int = 50) -> list[tuple[str, int]]:
+    """(label, index) pairs naming the first clips by number and reference, for a drop-down."""
+    out = []
+    for index, row in enumerate(islice(iter(clips), max_n)):
+        sentence = _text(row.get("sentence"))
+        out.append((f"#{index}: {sentence[:60]}{'…' if len(sentence) > 60 else ''}", index))
+    return out
+
+
+def transcriber(runs: Sequence[EvalRun], clips, language: str, headless: bool | None = None) -> dict[str, str]:
+    """The notebook's demo: pick a test clip or upload a file, pick a model (or both), read the transcripts.
+
+    Always transcribes the first clip with the last model of `runs` (the fine-tuned one when there is one) and
+    prints it, so a headless run shows one transcription; in a front end it also shows the widget.
+    Returns {model label: transcript} for that clip.
+    """
+    from helpers.widgets import is_headless
+
+    if headless is None:
+        headless = is_headless()
+    first = _row_at(clips, 0)
+    texts = transcribe_with(runs[-1:], first, language)
+    print(f"clip #0 reference: {_text(first.get('sentence'))}")
+    for label, text in texts.items():
+        print(f"{label:>11}: {text}")
+    if not headless:
+        _transcriber_widget(runs, clips, language)
+    return texts
+
+
+def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from helpers.audio import decode
+    from helpers.inference import clip_array
+    from helpers.widgets import wav_bytes
+
+    pick = widgets.Dropdown(options=clip_choices(clips), description="Test clip")
+    upload = widgets.FileUpload(accept="audio/*,.mp3,.wav,.flac,.ogg", multiple=False, description="Upload")
+    which = widgets.ToggleButtons(options=[r.label for r in runs] + (["both"] if len(runs) > 1 else []),
+                                  value="both" if len(runs) > 1 else runs[0].label, description="Model")
+    button = widgets.Button(description="Transcribe", button_style="primary")
+    out = widgets.Output()
+
+    def run(_=None):
+        out.clear_output()
+        with out:
+            if upload.value:
+                item = upload.value[0]
+                try:
+                    audio, _ = decode(bytes(item["content"]), name=item["name"])
+                except ValueError as error:
+                    print(error)
+                    return
+                source, reference = f"uploaded {item['name']}", None
+            else:
+                row = _row_at(clips, pick.value)
+                audio, source, reference = clip_array(row), f"test clip #{pick.value}", _text(row.get("sentence"))
+            display(widgets.Audio(value=wav_bytes(audio, 16000), format="wav", autoplay=False))
+            print(source)
+            if reference is not None:
+                print(f"  reference: {reference}")
+            chosen = runs if which.value == "both" else [r for r in runs if r.label == which.value]
+            for label, text in transcribe_with(chosen, audio, language).items():
+                print(f"{label:>11}: {text}")
+
+    def clear_upload(_change):
+        upload.value = ()
+
+    button.on_click(run)
+    pick.observe(clear_upload, names="value")
+    box = widgets.VBox([widgets.HBox([pick, upload]), which, button, out])
+    display(box)
+    return box
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluate a Whisper model (and a fine-tuned one) on a split.")
+    parser.add_argument("--language", default="es")
+    parser.add_argument("--dataset", default="sample")
+    parser.add_argument("--model", default="models/whisper-base")
+    parser.add_argument("--run-dir", default="runs/es")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--finetuned", default="", help="'' = <run-dir>/model if present, 'none' = skip")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-eval-samples", type=int, default=0, help="0 = the whole split")
+    args = parser.parse_args(argv)
+
+    from helpers.data import load_split
+    from helpers.normalize import eval_normalizer, eval_normalizer_name
+
+    normalizer = eval_normalizer(args.language)
+    tuned_name, why = resolve_finetuned(args.finetuned, args.run_dir)
+    print(why)
+    ds = load_split(args.dataset, args.language, args.split)
+    clips = first_clips(ds, args.max_eval_samples)
+    baseline = evaluate_model(args.model, clips, args.language, normalizer, args.batch_size, label="baseline",
+                              keep_model=False)
+    tuned = (evaluate_model(tuned_name, clips, args.language, normalizer, args.batch_size, label="fine-tuned",
+                            keep_model=False) if tuned_name else None)
+    from helpers.widgets import format_table
+
+    runs = [baseline] + ([tuned] if tuned else [])
+    print(format_table(comparison_rows(runs)))
+    print(format_table(speed_rows(runs)))
+    write_outputs(args.run_dir, baseline, tuned, language=args.language, dataset=args.dataset, split=args.split,
+                  normalizer_name=eval_normalizer_name(args.language), num_skipped=len(getattr(ds, "skipped", [])))
+    print(f"wrote {Path(args.run_dir) / RESULTS_FILE} and {Path(args.run_dir) / PREDICTIONS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,518 @@
+"""From rows of speech and text to what Whisper trains on: log-mel features and label ids.
+
+The steps, in the order notebook 03 and `python -m helpers.train` run them:
+
+1. `check_training_split` refuses any split list that contains "test" (the test split is held out).
+2. `drop_eval_overlap` drops training rows whose sentence or clip also appears in the evaluation split.
+3. `filter_rows` drops rows Whisper cannot train on (audio over 30 s, labels over 448 tokens, empty
+   transcripts) and counts every drop by reason.
+4. `configure_language` puts the language/task prefix into the tokenizer and the generation config.
+5. `prepare_features` computes log-mel features and label ids in batches (in parallel or lazily for large data).
+6. `SpeechCollator` pads a list of prepared rows into a training batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+SAMPLING_RATE = 16_000
+MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees 30 s windows: longer clips would be cut without their text
+MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
+
+REASON_EMPTY = "empty transcript"
+REASON_AUDIO = "audio over 30 s"
+REASON_LABELS = "labels over 448 tokens"
+REASON_SENTENCE = "sentence also in evaluation split"
+REASON_CLIP = "clip also in evaluation split"
+
+TEST_SPLIT_RULE = (
+    "The test split is never used for training: it is held out so that notebook 04 can measure the "
+    "fine-tuned model on speech it has never seen (rule 'test is for evaluation only' of this curriculum). "
+    "Train on 'train' or 'train+dev' instead."
+)
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+
+def split_parts(split: str) -> list[str]:
+    """'train+dev' -> ['train', 'dev']; 'validation' counts as 'dev'."""
+    parts = [p.strip().lower() for p in str(split).split("+") if p.strip()]
+    if not parts:
+        raise ValueError(f"Empty split name {split!r}: expected e.g. 'train' or 'train+dev'.")
+    return ["dev" if p == "validation" else p for p in parts]
+
+
+def check_training_split(split: str) -> str:
+    """Return the split unchanged, or raise ValueError if it would put test data into training."""
+    if "test" in split_parts(split):
+        raise ValueError(f"Refusing to train on split {split!r}. {TEST_SPLIT_RULE}")
+    return split
+
+
+# --------------------------------------------------------------------------------------------- reports
+
+
+@dataclass
+class DropReport:
+    """Rows removed by a step, counted by reason, with enough of each row to find it again."""
+
+    step: str
+    rows_in: int | None = None
+    counts: Counter = field(default_factory=Counter)
+    dropped: list[dict] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def rows_out(self) -> int | None:
+        return None if self.rows_in is None else self.rows_in - self.total
+
+    def add(self, reason: str, row: dict, index: int | None = None) -> None:
+        self.counts[reason] += 1
+        sentence = str(row.get("sentence") or "")
+        self.dropped.append(
+            {
+                "step": self.step,
+                "reason": reason,
+                "row": index,
+                "path": os.path.basename(str(row.get("path") or "")),
+                "sentence": sentence[:120],
+            }
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "dropped": self.total,
+            "by_reason": dict(sorted(self.counts.items())),
+        }
+
+    def summary(self, reasons: Iterable[str] = ()) -> str:
+        """A few aligned lines: every known reason (also at zero), then what is left."""
+        lines = [f"{self.step}:"]
+        names = list(dict.fromkeys([*reasons, *sorted(self.counts)]))
+        width = max([len(n) for n in names] + [10])
+        for name in names:
+            lines.append(f"  {name:<{width}}  {self.counts.get(name, 0):>6}")
+        if self.rows_in is not None:
+            lines.append(f"  {'kept':<{width}}  {self.rows_out:>6} of {self.rows_in}")
+        else:
+            lines.append("  (streamed: counted while training reads the data; the totals go to training.json)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def write_drops(reports: Iterable[DropReport], path: str | Path) -> Path:
+    """Write every dropped row of the given reports to one CSV file (header only when nothing was dropped)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", "reason", "row", "path", "sentence"])
+        writer.writeheader()
+        for report in reports:
+            writer.writerows(report.dropped)
+    return path
+
+
+def _is_streamed(ds) -> bool:
+    import datasets
+
+    return isinstance(ds, datasets.IterableDataset)
+
+
+def _metadata_rows(ds, columns: list[str]) -> list[dict]:
+    """The given columns of every row, read without decoding audio."""
+    present = [c for c in columns if c in ds.column_names]
+    if not present:
+        return [{} for _ in range(len(ds))]
+    table = ds.select_columns(present).to_dict()
+    return [dict(zip(present, values)) for values in zip(*(table[c] for c in present))]
+
+
+# ------------------------------------------------------------------------------------- eval overlap
+
+
+def sentence_key(text: str) -> str:
+    """Compare sentences the way a listener would: case, punctuation and spacing do not matter."""
+    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
+    return " ".join(text.split())
+
+
+def clip_key(path: Any) -> str:
+    """Clips are compared by file name: releases put the same clip under different folders."""
+    return os.path.basename(str(path or "")).strip()
+
+
+def drop_eval_overlap(train_ds, eval_ds, step: str = "overlap with evaluation split"):
+    """Drop training rows whose sentence or clip also appears in `eval_ds`; return (train_ds, DropReport).
+
+    Older Common Voice releases put sentences in train that newer releases use in test, so a model trained on
+    an old train split and scored on a new test split would be scored on sentences it memorised.
+    """
+    eval_rows = _metadata_rows(eval_ds, ["sentence", "path"])
+    eval_sentences = {sentence_key(r.get("sentence", "")) for r in eval_rows} - {""}
+    eval_clips = {clip_key(r.get("path")) for r in eval_rows} - {""}
+    report = DropReport(step)
+
+    def reason_for(row: dict) -> str | None:
+        if clip_key(row.get("path")) in eval_clips:
+            return REASON_CLIP
+        if sentence_key(row.get("sentence", "")) in eval_sentences:
+            return REASON_SENTENCE
+        return None
+
+    return _apply(train_ds, reason_for, report, ["sentence", "path"])
+
+
+def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, columns: list[str]):
+    """Keep the rows for which `reason_for` gives None; record the others in `report`."""
+    if _is_streamed(ds):
+        # A stream cannot be counted ahead: the report fills in while training reads the data.
+        counter = {"i": 0}
+
+        def keep(row: dict) -> bool:
+            reason = reason_for(row)
+            index = counter["i"]
+            counter["i"] += 1
+            report.rows_in = counter["i"]
+            if reason is not None:
+                report.add(reason, row, index)
+            return reason is None
+
+        return ds.filter(keep), report
+    rows = _metadata_rows(ds, columns)
+    report.rows_in = len(rows)
+    kept = []
+    for index, row in enumerate(rows):
+        reason = reason_for(row)
+        if reason is None:
+            kept.append(index)
+        else:
+            report.add(reason, row, index)
+    if len(kept) == len(rows):
+        return ds, report
+    return ds.select(kept), report
+
+
+# --------------------------------------------------------------------------------------------- filters
+
+
+def filter_rows(
+    ds,
+    tokenizer,
+    *,
+    max_audio_seconds: float = MAX_AUDIO_SECONDS,
+    max_label_tokens: int = MAX_LABEL_TOKENS,
+    text_transform: Callable[[str], str] | None = None,
+    step: str = "filters",
+):
+    """Drop rows Whisper cannot learn from; return (ds, DropReport) with counts per reason.
+
+    - empty transcripts (nothing to learn; also empty after `text_transform`),
+    - audio over `max_audio_seconds` (Whisper only sees 30 s: the end of the speech would be cut, not its text),
+    - labels over `max_label_tokens` tokens, prefix and end token included (the decoder has 448 positions:
+      longer sequences crash training).
+
+    Durations come from the `duration` column when the loader provides it, else from the audio itself.
+    `tokenizer` must already carry the language/task prefix (see `configure_language`).
+    """
+    report = DropReport(step)
+    has_duration = "duration" in (ds.column_names or [])
+
+    def reason_for(row: dict) -> str | None:
+        sentence = str(row.get("sentence") or "")
+        if text_transform is not None:
+            sentence = text_transform(sentence)
+        if not sentence.strip():
+            return REASON_EMPTY
+        duration = row.get("duration")
+        if duration is None and row.get("audio") is not None:
+            audio = row["audio"]
+            duration = len(audio["array"]) / float(audio.get("sampling_rate") or SAMPLING_RATE)
+        if duration is not None and float(duration) > max_audio_seconds:
+            return REASON_AUDIO
+        if len(tokenizer(sentence).input_ids) > max_label_tokens:
+            return REASON_LABELS
+        return None
+
+    columns = ["sentence", "path", "duration"] if has_duration else ["sentence", "path", "audio"]
+    return _apply(ds, reason_for, report, columns)
+
+
+FILTER_REASONS = (REASON_EMPTY, REASON_AUDIO, REASON_LABELS)
+OVERLAP_REASONS = (REASON_SENTENCE, REASON_CLIP)
+
+
+# -------------------------------------------------------------------------------------------- language
+
+
+def is_multilingual(model_or_config) -> bool:
+    """English-only checkpoints (*.en) have no language or task tokens."""
+    gen = getattr(model_or_config, "generation_config", model_or_config)
+    flag = getattr(gen, "is_multilingual", None)
+    if flag is not None:
+        return bool(flag)
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "vocab_size", 51865) >= 51865
+
+
+def configure_language(processor, model, language: str | None, task: str = "transcribe") -> str | None:
+    """Set the language/task prefix for training labels and for generation; return the Whisper language name.
+
+    transformers 5 has no `forced_decoder_ids`: the tokenizer's prefix tokens make the labels start with
+    <|startoftranscript|><|xx|><|transcribe|><|notimestamps|>, and the generation config's `language`/`task`
+    make `generate()` (during evaluation and after saving) start the same way.
+    `language` is a Common Voice locale ("es") or a Whisper name ("spanish").
+    """
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    name = None
+    if language:
+        if language.lower() in TO_LANGUAGE_CODE and language.lower() not in LANGUAGES:
+            name = language.lower()  # already a Whisper language name
+        else:
+            from helpers.languages import whisper_language
+
+            name = whisper_language(language)
+    gen = model.generation_config
+    gen.forced_decoder_ids = None
+    if not is_multilingual(model):
+        if name not in (None, "english"):
+            raise ValueError(
+                f"The model is English-only (a '.en' checkpoint) but language {language!r} was asked for: "
+                "use a multilingual checkpoint such as models/whisper-base or openai/whisper-small."
+            )
+        processor.tokenizer.set_prefix_tokens(language=None, task=None, predict_timestamps=False)
+        gen.language = None
+        gen.task = None
+        return name
+    processor.tokenizer.set_prefix_tokens(language=name, task=task, predict_timestamps=False)
+    gen.language = name
+    gen.task = task
+    if hasattr(model.config, "forced_decoder_ids"):
+        model.config.forced_decoder_ids = None
+    return name
+
+
+# ------------------------------------------------------------------------------------------- features
+
+
+def default_num_proc(n_rows: int | None, rows_per_process: int = 2000) -> int | None:
+    """Parallel preparation pays off for thousands of clips; below that, process start-up costs more."""
+    if not n_rows or n_rows < 2 * rows_per_process:
+        return None
+    return max(1, min(os.cpu_count() or 1, 8, n_rows // rows_per_process))
+
+
+def feature_shape(feature_extractor) -> tuple[int, int]:
+    """(mel bins, frames): (80, 3000) for most checkpoints, (128, 3000) for large-v3."""
+    return int(feature_extractor.feature_size), int(feature_extractor.nb_max_frames)
+
+
+def log_mel(arrays: list[np.ndarray], feature_extractor) -> np.ndarray:
+    """Whisper's log-mel features of a batch of clips, equal to `feature_extractor(arrays).input_features`.
+
+    Whisper pads every clip with silence to 30 s before its STFT. The padded frames are silent (power 0), so the
+    STFT is computed here only over the speech plus one window of silence, and the silent frames are filled in;
+    the log floor and scaling then follow the feature extractor exactly. A typical 5 s clip needs a sixth of the
+    work. Falls back to the feature extractor itself when it dithers or normalises (then padding is not silence).
+    """
+    import torch
+
+    fe = feature_extractor
+    # One thread: many small transforms, where extra threads only add hand-over costs (3-10x slower on a busy
+    # machine). This also keeps forked map(num_proc=...) workers safe: PyTorch's thread pool does not survive
+    # fork, and a multi-threaded op in a worker would hang (DataLoader workers do the same).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if getattr(fe, "dither", 0.0) or not hasattr(fe, "mel_filters") or getattr(fe, "do_normalize", False):
+            return fe(arrays, sampling_rate=fe.sampling_rate, return_tensors="np").input_features.astype(np.float32)
+        return _log_mel_speech_only(arrays, fe)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _log_mel_speech_only(arrays: list[np.ndarray], fe) -> np.ndarray:
+    import torch
+
+    n_fft, hop, n_samples, frames = fe.n_fft, fe.hop_length, fe.n_samples, fe.nb_max_frames
+    window = torch.hann_window(n_fft)
+    filters_t = torch.from_numpy(np.ascontiguousarray(fe.mel_filters.T)).float()  # (mels, n_fft // 2 + 1)
+    out = np.empty((len(arrays), filters_t.shape[0], frames), dtype=np.float32)
+    for i, array in enumerate(arrays):
+        array = np.asarray(array, dtype=np.float32)[:n_samples]
+        # speech + at least one window of silence, in whole hops: every frame that overlaps speech is computed
+        # from exactly the samples it would see in the 30 s padded clip.
+        length = min(n_samples, (len(array) + n_fft + hop - 1) // hop * hop)
+        wave = torch.zeros(length)
+        wave[: len(array)] = torch.tensor(array)
+        stft = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
+        used = min(frames, stft.shape[-1] - (1 if length == n_samples else 0))  # the 30 s STFT drops its last frame
+        power = torch.zeros(n_fft // 2 + 1, frames)
+        power[:, :used] = stft[:, :used].abs() ** 2
+        log_spec = torch.clamp(filters_t @ power, min=1e-10).log10()
+        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+        out[i] = ((log_spec + 4.0) / 4.0).numpy()
+    return out
+
+
+def make_batch_fn(processor, text_transform: Callable[[str], str] | None = None):
+    """The function `Dataset.map(batched=True)` applies: one call turns a batch of rows into features + labels.
+
+    One call per batch amortises the per-call overhead of `map` and Arrow; features come from `log_mel` (the
+    feature extractor's numbers, without transforming 30 s of padding per clip); the fast tokenizer encodes all
+    sentences at once with the language/task prefix.
+    """
+    feature_extractor, tokenizer = processor.feature_extractor, processor.tokenizer
+
+    def batch_fn(batch: dict) -> dict:
+        arrays = []
+        for audio in batch["audio"]:
+            rate = audio.get("sampling_rate") or SAMPLING_RATE
+            if rate != feature_extractor.sampling_rate:
+                raise ValueError(
+                    f"Audio at {rate} Hz where {feature_extractor.sampling_rate} Hz was expected: "
+                    "load the data with helpers.data.load_split, which resamples."
+                )
+            arrays.append(np.asarray(audio["array"], dtype=np.float32))
+        features = log_mel(arrays, feature_extractor)
+        sentences = [str(s) for s in batch["sentence"]]
+        if text_transform is not None:
+            sentences = [text_transform(s) for s in sentences]
+        labels = tokenizer(sentences).input_ids
+        return {"input_features": features.astype(np.float32), "labels": labels}
+
+    return batch_fn
+
+
+def prepare_features(
+    ds,
+    processor,
+    *,
+    text_transform: Callable[[str], str] | None = None,
+    batch_size: int = 32,
+    num_proc: int | None = None,
+    keep_columns: Iterable[str] = ("sentence",),
+):
+    """Add `input_features` (log-mel, float32) and `labels` (token ids) to every row; return the new dataset.
+
+    - In-memory/on-disk `Dataset`: batched `map`, in `num_proc` processes (default: parallel only from a few
+      thousand rows on), features stored as a fixed-shape array column (fast to write and to read back).
+    - Streamed `IterableDataset`: the same batched function runs lazily while training reads the stream.
+    The audio column is dropped; `keep_columns` (default: the sentence, for showing examples) are kept.
+    """
+    import datasets
+
+    fn = make_batch_fn(processor, text_transform)
+    if _is_streamed(ds):  # a stream may not know its columns ahead (features None): keep by name afterwards
+        keep = [c for c in keep_columns if ds.column_names is None or c in ds.column_names]
+        mapped = ds.map(fn, batched=True, batch_size=batch_size)
+        return mapped.select_columns([*keep, "input_features", "labels"])
+    keep = [c for c in keep_columns if c in ds.column_names]
+    remove = [c for c in ds.column_names if c not in keep]
+    mels, frames = feature_shape(processor.feature_extractor)
+    new_features = datasets.Features(
+        {
+            **{c: ds.features[c] for c in keep},
+            "input_features": datasets.Array2D(shape=(mels, frames), dtype="float32"),
+            "labels": datasets.List(datasets.Value("int32")),
+        }
+    )
+    if num_proc is None:
+        num_proc = default_num_proc(len(ds))
+    if num_proc is not None and num_proc <= 1:
+        num_proc = None  # datasets starts a worker process even for num_proc=1
+    return ds.map(
+        fn,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        remove_columns=remove,
+        features=new_features,
+        desc="log-mel features and labels",
+        new_fingerprint=_fingerprint(ds, processor, text_transform, keep),
+    )
+
+
+def _fingerprint(ds, processor, text_transform, keep) -> str:
+    """A cache key for the prepared data, without pickling the whole processor (datasets' default took seconds)."""
+    tok = processor.tokenizer
+    parts = [
+        getattr(ds, "_fingerprint", ""),
+        tok.name_or_path,
+        str(tok.prefix_tokens),
+        str(len(tok)),
+        repr(sorted(processor.feature_extractor.to_dict().items(), key=lambda kv: kv[0]))[:100_000],
+        repr(text_transform),
+        ",".join(keep),
+        "prepare-v1",
+    ]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+# -------------------------------------------------------------------------------------------- collator
+
+
+@dataclass
+class SpeechCollator:
+    """Turn prepared rows into a batch: stacked features, labels padded with -100 (ignored by the loss).
+
+    Whisper's features are always 30 s long, so they only need stacking. Labels differ in length: they are
+    right-padded with -100. The leading <|startoftranscript|> is removed when present because the model adds it
+    itself when it shifts the labels right to make the decoder's input.
+    """
+
+    decoder_start_token_id: int
+    label_pad: int = -100
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        features = torch.stack([torch.as_tensor(np.asarray(r["input_features"], dtype=np.float32)) for r in rows])
+        labels = []
+        for r in rows:
+            ids = [int(t) for t in r["labels"]]
+            if ids and ids[0] == self.decoder_start_token_id:
+                ids = ids[1:]
+            labels.append(ids)
+        width = max(len(ids) for ids in labels)
+        padded = torch.full((len(labels), width), self.label_pad, dtype=torch.long)
+        for i, ids in enumerate(labels):
+            padded[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return {"input_features": features, "labels": padded}
+
+
+# ----------------------------------------------------------------------------------------- blog recipe
+
+
+def one_at_a_time_fn(processor):
+    """The original blog recipe's per-example function (kept for the throughput benchmark only)."""
+    feature_extractor, tokenizer = processor.feature_extractor, processor.tokenizer
+
+    def fn(row: dict) -> dict:
+        audio = row["audio"]
+        row["input_features"] = feature_extractor(
+            audio["array"], sampling_rate=audio["sampling_rate"]
+        ).input_features[0]
+        row["labels"] = tokenizer(row["sentence"]).input_ids
+        return row
+
+    return fn
+

@@ -1,0 +1,385 @@
+"""Training helpers: device-aware defaults, memory switches, metrics, resume, saving, model card, script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from helpers import prepare as P
+from helpers import train as T
+
+RATE = 16_000
+SENTENCES = ["the cat sat on the mat", "a red boat on the lake", "we walk to school", "open the window please",
+             "it is cold today", "she reads a book"]
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
+    """Short tone-and-noise clips with English sentences (no real speech needed to exercise the machinery)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        seconds = 1.0 + 0.25 * i
+        t = np.arange(int(seconds * RATE)) / RATE
+        audio = (0.2 * np.sin(2 * np.pi * (150 + 30 * i) * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+        out.append({"audio": {"array": audio, "sampling_rate": RATE}, "sentence": SENTENCES[i % len(SENTENCES)],
+                    "client_id": f"speaker{i % 2}", "path": f"clip{seed}_{i}.mp3", "duration": seconds})
+    return out
+
+
+def prepared(processor, n: int, seed: int = 0):
+    ds = datasets.Dataset.from_list(synthetic_rows(n, seed))
+    return P.prepare_features(ds, processor).with_format("numpy", columns=["input_features", "labels"],
+                                                          output_all_columns=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_en_dir):
+    from transformers import WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(tiny_en_dir)
+    return processor, prepared(processor, 4, seed=0), prepared(processor, 2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def mini_dir(tiny_en_dir, tmp_path_factory):
+    """A very small randomly initialised Whisper with tiny.en's tokenizer, processor and generation config: real
+    transformers classes, fast enough to train, checkpoint, interrupt and resume in seconds."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+    config = WhisperConfig.from_pretrained(tiny_en_dir)
+    config.update({"d_model": 64, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+                   "decoder_attention_heads": 2, "encoder_ffn_dim": 128, "decoder_ffn_dim": 128})
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("mini-whisper")
+    WhisperForConditionalGeneration(config).save_pretrained(out)
+    GenerationConfig.from_pretrained(tiny_en_dir).save_pretrained(out)
+    WhisperProcessor.from_pretrained(tiny_en_dir).save_pretrained(out)
+    return out
+
+
+# --------------------------------------------------------------------------------------- device defaults
+
+V100 = 16_945_512_448 / 2**30  # what torch reports for a 16 GB V100 (15.8 GiB)
+A100 = 42_505_273_344 / 2**30  # A100 40 GB (39.6 GiB)
+
+
+@pytest.mark.parametrize(
+    "d_model, memory, bf16, expected",
+    [
+        (768, V100, False, ("fp16", 16, 2)),  # small on a V100: the event's 16 x 2
+        (1024, V100, False, ("fp16", 2, 16)),  # medium on a V100: 2 x 16
+        (768, A100, True, ("bf16", 64, 1)),  # small on an A100 40 GB: 64
+        (1024, A100, True, ("bf16", 32, 1)),  # medium on an A100 40 GB: 32
+        (512, 11.8, True, ("bf16", 32, 1)),  # base on a 12 GB card (11.8 GiB reported)
+        (384, 4.0, False, ("fp16", 16, 2)),  # tiny on a 4 GB card
+    ],
+)
+def test_gpu_suggestions_follow_the_table(d_model, memory, bf16, expected):
+    d = T.suggest_defaults(d_model, "cuda", memory, bf16_supported=bf16, device_name="GPU")
+    assert (d.precision, d.batch_size, d.gradient_accumulation_steps) == expected
+    assert d.gradient_checkpointing is True
+    assert str(expected[1]) in d.reason
+
+
+def test_small_gpu_for_a_big_model_suggests_memory_tricks():
+    d = T.suggest_defaults(1024, "cuda", 8.0, bf16_supported=False)
+    assert (d.batch_size, d.gradient_accumulation_steps) == (1, 32)
+    assert "adafactor" in d.reason and "lora" in d.reason
+
+
+def test_cpu_trains_in_fp32_without_gradient_checkpointing():
+    d = T.suggest_defaults(512, "cpu")
+    assert (d.device, d.precision, d.gradient_checkpointing) == ("cpu", "fp32", False)
+    assert d.batch_size == T.CPU_BATCH and d.gradient_accumulation_steps == 1
+
+
+def test_device_defaults_match_this_machine(tiny_en_dir):
+    from transformers import WhisperConfig
+
+    d = T.device_defaults(WhisperConfig.from_pretrained(tiny_en_dir))
+    if torch.cuda.is_available():
+        assert d.device == "cuda" and d.precision in ("bf16", "fp16") and d.gradient_checkpointing
+        assert d.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    else:
+        assert d.device in ("cpu", "mps") and d.precision == "fp32"
+
+
+def test_explicit_parameters_win_over_suggestions():
+    d = T.suggest_defaults(512, "cpu")
+    cfg = T.TrainConfig(batch_size=2, gradient_accumulation_steps=3, gradient_checkpointing=True)
+    assert T.resolve_settings(cfg, d) == {"device": "cpu", "precision": "fp32", "batch_size": 2,
+                                          "gradient_accumulation_steps": 3, "gradient_checkpointing": True}
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        T.resolve_settings(T.TrainConfig(precision="fp16"), d)
+
+
+# ----------------------------------------------------------------------------------------- memory tricks
+
+
+def test_optimizer_switches():
+    assert T.check_optimizer("adamw") == "adamw_torch"
+    assert T.check_optimizer("adafactor") == "adafactor"
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        T.check_optimizer("sgd")
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="8-bit Adam"):
+            T.check_optimizer("adamw_8bit")
+    else:
+        assert T.check_optimizer("adamw_8bit") == "adamw_bnb_8bit"
+
+
+def test_adafactor_is_what_the_trainer_builds(tiny_data, tiny_en_dir, tmp_path):
+    model, processor, _ = T.load_model(str(tiny_en_dir), "en")
+    cfg = T.TrainConfig(language="en", model=str(tiny_en_dir), run_dir=str(tmp_path), optimizer="adafactor",
+                        max_steps=1, batch_size=2)
+    args = T.training_arguments(cfg, T.resolve_settings(cfg, T.device_defaults(model)))
+    trainer = T.build_trainer(model, processor, args, tiny_data[1], tiny_data[2], None, tmp_path, progress=False)
+    from transformers.optimization import Adafactor
+
+    assert isinstance(trainer.create_optimizer(), Adafactor)
+
+
+def test_lora_without_peft_says_how_to_get_it(tiny_en_dir):
+    if importlib.util.find_spec("peft") is None:
+        with pytest.raises(RuntimeError, match="pip install peft"):
+            T.load_model(str(tiny_en_dir), "en", lora=True)
+    else:
+        model, _, _ = T.load_model(str(tiny_en_dir), "en", lora=True)
+        trainable, total = T.trainable_parameters(model)
+        assert 0 < trainable < total / 10
+
+
+def test_freeze_encoder_trains_the_decoder_only(tiny_en_dir):
+    model, _, _ = T.load_model(str(tiny_en_dir), "en", freeze_encoder=True)
+    assert not any(p.requires_grad for p in model.model.encoder.parameters())
+    assert all(p.requires_grad for p in model.model.decoder.parameters())
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def test_looping_is_flagged():
+    assert T.looks_looped("y luego y luego y luego y luego", "y luego se fue")
+    assert T.looks_looped("fine", "fine", hit_length_cap=True)
+    assert T.looks_looped("a b c d e f g h i j k l m n o p q r s t u v w x y z", "a b")
+    assert not T.looks_looped("the cat sat on the mat", "the cat sat on a mat")
+
+
+def test_metrics_report_normalised_and_orthographic_wer_and_loops(tiny_data):
+    from transformers import EvalPrediction
+
+    tok = tiny_data[0].tokenizer
+    refs = ["Hello, world.", "The cat sat."]
+    preds = ["hello world", "the dog sat sat sat sat sat sat"]
+    label_ids = tok(refs, padding=True).input_ids
+    label_ids = [[t if t != tok.pad_token_id else -100 for t in row] for row in label_ids]
+    pred_ids = tok(preds, padding=True).input_ids
+    width = max(len(r) for r in label_ids + pred_ids)
+    pad = lambda rows, v: np.array([r + [v] * (width - len(r)) for r in rows])  # noqa: E731
+    metrics = T.WhisperMetrics(tok, T.eval_normalizer_for("en"))
+    out = metrics(EvalPrediction(predictions=pad(pred_ids, tok.pad_token_id), label_ids=pad(label_ids, -100)))
+    # normalised: 0 errors in 2 words + (dog for cat, 5 inserted sat) in 3 words = 6 / 5
+    assert out["wer"] == pytest.approx(100 * 6 / 5)
+    assert out["wer_orthographic"] > out["wer"]
+    assert out["looping"] == pytest.approx(0.5)
+    assert metrics.last["references"] == refs and metrics.last["looped"] == [False, True]
+
+
+# ----------------------------------------------------------------------------------- resume and saving
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_after_save(step: int):
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Interrupt(f"stopped after saving step {step}")
+
+    return Stop()
+
+
+def make_trainer(model_dir, run_dir, data, callbacks=(), max_steps=2):
+    processor, train_ds, eval_ds = data
+    model, processor, _ = T.load_model(str(model_dir), "en")
+    cfg = T.TrainConfig(language="en", model=str(model_dir), run_dir=str(run_dir), max_steps=max_steps,
+                        batch_size=2, eval_steps=1, learning_rate=1e-5, generation_max_length=8)
+    args = T.training_arguments(cfg, T.resolve_settings(cfg, T.device_defaults(model)), eval_batch_size=2)
+    metrics = T.WhisperMetrics(processor.tokenizer, T.eval_normalizer_for("en"))
+    return T.build_trainer(model, processor, args, train_ds, eval_ds, metrics, run_dir, callbacks=callbacks,
+                           progress=False), processor
+
+
+def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_dir, tiny_data, tmp_path, capsys):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    run_dir = tmp_path / "run"
+    trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, callbacks=[interrupt_after_save(1)])
+    with pytest.raises(Interrupt):
+        T.train_or_resume(trainer, run_dir)
+    assert T.last_checkpoint(run_dir).name == "checkpoint-1"
+    assert T.finished_state(run_dir) is None
+
+    # A half-written checkpoint (no trainer state yet) is not picked.
+    (run_dir / "checkpoints" / "checkpoint-7").mkdir()
+    assert T.last_checkpoint(run_dir).name == "checkpoint-1"
+
+    trainer, processor = make_trainer(mini_dir, run_dir, tiny_data)
+    outcome = T.train_or_resume(trainer, run_dir)
+    assert (outcome.status, outcome.resumed_from, outcome.global_step) == ("resumed", "checkpoint-1", 2)
+    assert "Resuming from checkpoint-1 (step 1 of 2)" in capsys.readouterr().out
+    steps = [h["step"] for h in outcome.log_history if "eval_wer" in h]
+    assert steps == [1, 2]  # the history of the interrupted part is kept
+    assert outcome.final_eval()["step"] == 2
+
+    model_dir = T.save_final_model(trainer, processor, run_dir)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    reloaded = WhisperForConditionalGeneration.from_pretrained(model_dir)
+    WhisperProcessor.from_pretrained(model_dir)
+    trained = trainer.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in reloaded.state_dict().items())
+
+    trainer, _ = make_trainer(mini_dir, run_dir, tiny_data)
+    outcome = T.train_or_resume(trainer, run_dir)
+    assert outcome.status == "already finished" and trainer.state.global_step == 0  # nothing was trained
+    assert outcome.final_eval()["step"] == 2
+    assert torch.equal(trainer.model.model.decoder.embed_tokens.weight, reloaded.model.decoder.embed_tokens.weight)
+
+    trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, max_steps=3)
+    with pytest.raises(RuntimeError, match="retrain=True"):
+        T.train_or_resume(trainer, run_dir)
+
+
+def test_retrain_starts_over(mini_dir, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "model" / T.FINISHED_MARKER).write_text(json.dumps({"global_step": 1, "log_history": []}))
+    trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, max_steps=1)
+    outcome = T.train_or_resume(trainer, run_dir, retrain=True)
+    assert (outcome.status, outcome.global_step, outcome.resumed_from) == ("trained", 1, None)
+    assert outcome.train_seconds > 0
+
+
+def test_training_arguments_use_current_names_and_log_under_run_dir(tmp_path):
+    cfg = T.TrainConfig(run_dir=str(tmp_path / "r"), max_steps=4, eval_steps=2)
+    args = T.training_arguments(cfg, T.resolve_settings(cfg, T.suggest_defaults(512, "cpu")))
+    assert args.output_dir == str(tmp_path / "r" / "checkpoints")
+    assert args.report_to == ["tensorboard"] and args.disable_tqdm
+    assert args.eval_strategy == "steps" and args.save_steps == 2 and args.predict_with_generate
+    assert args.activation_checkpointing is False and args.use_cpu == (not torch.cuda.is_available())
+    assert args.generation_max_length == 128 and not args.push_to_hub
+    assert T.training_arguments(cfg, T.resolve_settings(cfg, T.suggest_defaults(512, "cpu")),
+                                generation_max_length=200).generation_max_length == 200
+
+
+def test_generation_cap_leaves_room_for_the_longest_reference():
+    assert T.generation_cap({"labels": [[1] * 20, [1] * 30]}) == 128
+    assert T.generation_cap({"labels": [[1] * 100]}) == 200
+    assert T.generation_cap({"labels": [[1] * 400]}) == 444
+
+
+# ------------------------------------------------------------------------------------ model card and hub
+
+
+def test_model_card_has_model_index_metadata(tmp_path):
+    from huggingface_hub import ModelCard
+
+    model_dir = tmp_path / "es" / "model"
+    model_dir.mkdir(parents=True)
+    path = T.write_model_card(model_dir, base_model="openai/whisper-small", dataset="sample", language="es",
+                              metrics={"wer": 25.04, "wer_orthographic": 40.0}, zero_shot_metrics={"wer": 55.0},
+                              hyperparameters={"max_steps": 10})
+    card = ModelCard.load(path)
+    assert card.data.language == "es" and card.data.base_model == "openai/whisper-small"
+    result = card.data.eval_results[0]
+    assert (result.metric_type, result.metric_value, result.dataset_split) == ("wer", 25.04, "test")
+    assert result.task_type == "automatic-speech-recognition"
+    assert "before fine-tuning: 55.0%" in card.text
+
+
+def test_push_to_hub_needs_a_token_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login there
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    with pytest.raises(RuntimeError, match="hf auth login"):
+        T.push_model(tmp_path, "someone/whisper-test")
+
+
+# --------------------------------------------------------------------------------------------- script
+
+
+def test_script_arguments_map_to_the_config():
+    cfg = T.parse_args(["--language", "tr", "--model", "openai/whisper-small", "--run-dir", "runs/tr",
+                        "--max-steps", "4000", "--batch-size", "auto", "--freeze-encoder", "true"])
+    assert (cfg.language, cfg.model, cfg.run_dir, cfg.max_steps) == ("tr", "openai/whisper-small", "runs/tr", 4000)
+    assert cfg.batch_size is None and cfg.freeze_encoder is True and cfg.train_split == "train+dev"
+    with pytest.raises(ValueError, match="test split is never used for training"):
+        T.parse_args(["--train-split", "train+test"])
+
+
+def write_cv_folder(root, splits: dict) -> None:
+    """A Common Voice style locale folder (TSVs + mp3 clips) from {split: [(sentence, seconds, speaker)]}."""
+    import soundfile as sf
+
+    header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment\n"
+    (root / "clips").mkdir(parents=True)
+    n = 0
+    for split, items in splits.items():
+        lines = [header]
+        for sentence, seconds, speaker in items:
+            n += 1
+            name = f"common_voice_en_{n}.mp3"
+            t = np.arange(int(seconds * 48_000)) / 48_000
+            sf.write(root / "clips" / name, (0.2 * np.sin(2 * np.pi * (140 + 10 * n) * t)).astype(np.float32), 48_000)
+            lines.append(f"{speaker}\t{name}\t{sentence}\t2\t0\t\t\t\ten\t\n")
+        (root / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+
+
+def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path, capsys):
+    folder = tmp_path / "cv" / "en"
+    write_cv_folder(folder, {
+        "train": [(s, 1.0 + 0.2 * i, "a") for i, s in enumerate(SENTENCES[:4])]
+        + [("it is cold today", 1.2, "a"),  # also a test sentence: dropped
+           ("a very long recording", 30.5, "a")],  # over 30 s: filtered
+        "dev": [("the sun is bright", 1.1, "b")],
+        "test": [("It is cold today!", 1.3, "c"), ("good night", 0.9, "c")],
+    })
+    run_dir = tmp_path / "run"
+    argv = ["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
+            "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8"]
+    assert T.main(argv) == 0
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["status"] == "trained" and summary["steps"] == 2 and summary["train_rows"] == 5
+    assert summary["dropped"]["overlap with evaluation split"]["by_reason"] == {P.REASON_SENTENCE: 1}
+    assert summary["dropped"]["filters (training)"]["by_reason"] == {P.REASON_AUDIO: 1}
+    assert summary["zero_shot"]["wer"] is not None and summary["final"]["wer"] is not None
+    assert summary["precision"] == ("fp32" if not torch.cuda.is_available() else summary["precision"])
+    for name in ("model/config.json", "model/generation_config.json", "model/README.md", "model/tokenizer.json",
+                 "dropped_rows.csv", "examples.csv", "zero_shot.json"):
+        assert (run_dir / name).is_file(), name
+    assert "a very long recording" in (run_dir / "dropped_rows.csv").read_text()
+
+    capsys.readouterr()
+    assert T.main(argv) == 0  # again: finished, so nothing is trained
+    assert "loaded it instead of training again" in capsys.readouterr().out
+    again = json.loads((run_dir / "training.json").read_text())
+    assert again["status"] == "already finished" and again["final"] == summary["final"]
+    assert again["train_seconds"] == summary["train_seconds"]
+
+
+def test_training_text_follows_notebook_02(tmp_path):
+    from helpers.normalize import RuleSet, save_normalization
+
+    assert T.text_transform_for(tmp_path) is None  # no normalization.json: train on the text as written
+    save_normalization(tmp_path, RuleSet.for_language("es"), train_on="normalized")
+    transform = T.text_transform_for(tmp_path)
+    assert transform("¡Hola, Mundo!") == RuleSet.for_language("es").apply("¡Hola, Mundo!") != "¡Hola, Mundo!"
