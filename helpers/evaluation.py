@@ -478,11 +478,14 @@ def _card_section(text: str, results: dict) -> str:
     base = results.get("baseline") or {}
     lines = [CARD_SECTION_START, "", f"## Evaluation ({results['split']} split, {results['num_samples']} clips)", "",
              "| model | WER % (normalised) | WER % (orthographic) | CER % |", "|---|---|---|---|"]
+    def cells(record: dict) -> str:
+        return " | ".join("" if record.get(k) is None else f"{record[k]:.2f}" for k in ("wer", "wer_orthographic", "cer"))
+
     if results.get("finetuned") and base:
-        lines.append(f"| zero-shot `{base['model']}` | {base['wer']} | {base['wer_orthographic']} | {base['cer']} |")
-    lines.append(f"| this model | {results['wer']} | {results['wer_orthographic']} | {results['cer']} |")
+        lines.append(f"| zero-shot `{base['model']}` | {cells(base)} |")
+    lines.append(f"| this model | {cells(results)} |")
     if results.get("relative_wer_improvement") is not None:
-        lines += ["", f"Relative WER improvement over zero-shot: {results['relative_wer_improvement']}%."]
+        lines += ["", f"Relative WER improvement over zero-shot: {results['relative_wer_improvement']:.1f}%."]
     lines += ["", f"Normalised with Whisper's `{results['normalizer']}`; dataset `{results['dataset']}`, "
               f"language `{results['language']}`.", "", CARD_SECTION_END]
     section = "\n".join(lines)

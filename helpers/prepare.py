@@ -183,16 +183,18 @@ def drop_eval_overlap(train_ds, eval_ds, step: str = "overlap with evaluation sp
 def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, columns: list[str]):
     """Keep the rows for which `reason_for` gives None; record the others in `report`."""
     if _is_streamed(ds):
-        # A stream cannot be counted ahead: the report fills in while training reads the data.
-        counter = {"i": 0}
+        # A stream cannot be counted ahead: the report fills in while training reads the data, each row once
+        # (training may read the stream several times).
+        seen: dict[tuple, int] = {}
 
         def keep(row: dict) -> bool:
             reason = reason_for(row)
-            index = counter["i"]
-            counter["i"] += 1
-            report.rows_in = counter["i"]
-            if reason is not None:
-                report.add(reason, row, index)
+            key = (str(row.get("path") or ""), str(row.get("sentence") or ""))
+            if key not in seen:
+                seen[key] = len(seen)
+                report.rows_in = len(seen)
+                if reason is not None:
+                    report.add(reason, row, seen[key])
             return reason is None
 
         return ds.filter(keep), report

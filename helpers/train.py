@@ -1,14 +1,20 @@
 """Fine-tune Whisper with Seq2SeqTrainer: device-aware settings, evaluation by generation, resume, saving.
 
-Notebook 03 calls these functions one step at a time; the same steps run as a script, on one GPU or several:
+Notebook 03 calls these functions one step at a time; the same steps run as a script, on one GPU or several
+(run from the repository root; options have the notebook's parameter names, e.g. --max-steps, --batch-size):
 
     python -m helpers.train --language es --dataset sample --model models/whisper-base --run-dir runs/es
     torchrun --nproc_per_node 4 -m helpers.train --language es --dataset /data/cv-corpus-11.0/es \\
-        --model openai/whisper-small --run-dir runs/es-small
-    accelerate launch -m helpers.train ...        # same arguments; add --deepspeed ds_config.json for DeepSpeed
+        --model openai/whisper-small --run-dir runs/es-small --max-steps 4000 --warmup-steps 500 \\
+        --learning-rate 1e-5 --lr-scheduler-type linear --eval-steps 1000
+    accelerate launch --num_processes 4 -m helpers.train ...   # same options; --deepspeed ds_config.json for ZeRO
+
+The defaults are those of the short CPU run on the embedded sample (8 steps at 2e-5, constant rate); a real run
+sets --max-steps, --learning-rate, --warmup-steps and usually --lr-scheduler-type linear. Re-running the same command after an interruption resumes from
+the last checkpoint; a finished run is not trained again unless --retrain true.
 
 Everything lands in run_dir: checkpoints/ (for resuming), tensorboard/, model/ (final model, processor,
-generation config, README.md model card), training.json, dropped_rows.csv, examples.csv.
+generation config, README.md model card), training.json, zero_shot.json, dropped_rows.csv, examples.csv.
 """
 
 from __future__ import annotations
@@ -61,13 +67,13 @@ class TrainConfig:
     run_dir: str = "runs/es"
     train_split: str = "train+dev"
     eval_split: str = "test"
-    max_steps: int = 10
+    max_steps: int = 8
     batch_size: int | None = None  # None: suggested from the device and model size
     gradient_accumulation_steps: int | None = None  # None: suggested
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-5
     lr_scheduler_type: str = "constant_with_warmup"
     warmup_steps: int = 0
-    eval_steps: int = 5
+    eval_steps: int = 4
     save_steps: int | None = None  # None: same as eval_steps
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -308,11 +314,18 @@ def looks_looped(prediction: str, reference: str, hit_length_cap: bool = False) 
 class WhisperMetrics:
     """compute_metrics for Seq2SeqTrainer: normalised WER (the headline), orthographic WER beside it (both in
     percent, from helpers.metrics as in notebook 04), and the fraction of transcripts that look looped.
-    Keeps the last predictions so that examples can be shown."""
+    Keeps the last predictions so that examples can be shown.
 
-    def __init__(self, tokenizer, normalizer: Callable[[str], str]):
+    `generation_cap` (set by build_trainer from the arguments' generation_max_length): a transcript that used
+    all of it (up to the 4 prompt tokens) ran into the cap, which the looping flag counts.
+    """
+
+    PROMPT_ALLOWANCE = 4  # <|startoftranscript|><|xx|><|transcribe|><|notimestamps|>
+
+    def __init__(self, tokenizer, normalizer: Callable[[str], str], generation_cap: int | None = None):
         self.tokenizer = tokenizer
         self.normalizer = normalizer
+        self.generation_cap = generation_cap
         self.last: dict[str, list] = {}
 
     def __call__(self, eval_pred) -> dict:
@@ -320,12 +333,15 @@ class WhisperMetrics:
 
         tok = self.tokenizer
         pad = tok.pad_token_id
-        eos = tok.eos_token_id
-        pred_ids = np.where(np.asarray(eval_pred.predictions) == -100, pad, np.asarray(eval_pred.predictions))
+        predictions_ids = np.asarray(eval_pred.predictions)
+        pred_ids = np.where(predictions_ids == -100, pad, predictions_ids)
         label_ids = np.where(np.asarray(eval_pred.label_ids) == -100, pad, np.asarray(eval_pred.label_ids))
         predictions = tok.batch_decode(pred_ids, skip_special_tokens=True)
         references = tok.batch_decode(label_ids, skip_special_tokens=True)
-        hit_cap = [eos not in row for row in pred_ids]
+        # Generated sequences come back padded (with the end token, which is also Whisper's pad token).
+        lengths = (pred_ids != pad).sum(axis=-1) if pred_ids.ndim == 2 else np.zeros(len(predictions))
+        cap = self.generation_cap
+        hit_cap = [bool(cap) and int(n) >= cap - self.PROMPT_ALLOWANCE for n in lengths]
         looped = [looks_looped(p, r, c) for p, r, c in zip(predictions, references, hit_cap)]
         self.last = {"references": references, "predictions": predictions, "looped": looped}
         scores = compute_metrics(references, predictions, self.normalizer)
@@ -451,6 +467,8 @@ def build_trainer(model, processor, args, train_ds, eval_ds, metrics: WhisperMet
     from transformers.trainer_callback import PrinterCallback
 
     collator = SpeechCollator(decoder_start_token_id=model.config.decoder_start_token_id)
+    if metrics is not None and getattr(metrics, "generation_cap", 0) is None:
+        metrics.generation_cap = args.generation_max_length
     all_callbacks = ([_progress_callback()] if progress else []) + list(callbacks)
     # The TensorBoard callback reads its folder from this variable when the Trainer creates it.
     with _env("TENSORBOARD_LOGGING_DIR", str(Path(run_dir) / TENSORBOARD)):
@@ -543,7 +561,8 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
             f"{run_dir / MODEL} holds a finished run of {max_steps} steps: loaded it instead of training again "
             "(retrain=True trains from the start)."
         )
-        print(message, flush=True)
+        if trainer.is_world_process_zero():
+            print(message, flush=True)
         history = state.get("log_history", [])
         seconds, speed = _train_numbers(history)
         return TrainingOutcome("already finished", message, max_steps, None, seconds, speed, history)
@@ -555,7 +574,8 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
     else:
         message = f"Training from the pretrained model for {max_steps} steps."
         status = "trained"
-    print(message, flush=True)
+    if trainer.is_world_process_zero():
+        print(message, flush=True)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return TrainingOutcome(
         status,
@@ -628,6 +648,14 @@ def save_final_model(trainer, processor, run_dir: str | Path) -> Path:
     return out
 
 
+def _base_model_id(model: str) -> str | None:
+    """The Hub id of the base model: `model` itself, or OpenAI's id for a local conversion (models/whisper-base)."""
+    name = Path(model.rstrip("/")).name
+    if Path(model).exists() and re.fullmatch(r"whisper-(tiny|base|small|medium|large(-v[23])?)(\.en)?", name):
+        return f"openai/{name}"
+    return _hub_id_or_none(model)
+
+
 def _hub_id_or_none(model: str) -> str | None:
     """`model` when it names a Hub repository rather than a local folder."""
     if Path(model).exists() or model.startswith((".", "/", "models/")):
@@ -642,8 +670,14 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     model_dir = Path(model_dir)
-    name = model_dir.parent.name or "whisper-fine-tuned"
+    name = f"{Path(base_model.rstrip('/')).name}-{language}"  # e.g. whisper-small-es
     lang = language.split("-")[0].lower()
+    try:
+        from helpers.languages import whisper_language
+
+        spoken = f"{whisper_language(language).title()} ({language})"
+    except ValueError:
+        spoken = language
     hub_dataset = _hub_id_or_none(dataset)
     dataset_name = "embedded Common Voice-style sample" if dataset == "sample" else Path(dataset).name or dataset
     results = [
@@ -663,7 +697,7 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
         ))
     data = ModelCardData(
         language=lang, license="mit", library_name="transformers", pipeline_tag="automatic-speech-recognition",
-        base_model=_hub_id_or_none(base_model), datasets=[hub_dataset] if hub_dataset else None, metrics=["wer"],
+        base_model=_base_model_id(base_model), datasets=[hub_dataset] if hub_dataset else None, metrics=["wer"],
         tags=["whisper", "automatic-speech-recognition", "fine-tuned"], model_name=name, eval_results=results,
     )
     before = ""
@@ -673,7 +707,7 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
     body = f"""
 # {name}
 
-Whisper fine-tuned for {language} speech recognition from `{base_model}` on {dataset_name} ({dataset}).
+Whisper fine-tuned for {spoken} speech recognition from `{base_model}` on {dataset_name} ({dataset}).
 
 ## Results on the {eval_split} split
 
@@ -686,7 +720,7 @@ Whisper fine-tuned for {language} speech recognition from `{base_model}` on {dat
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 processor = WhisperProcessor.from_pretrained("path/to/this/folder")
 model = WhisperForConditionalGeneration.from_pretrained("path/to/this/folder")
-# language and task are in the generation config: model.generate(input_features) transcribes {language}
+# language and task are in the generation config: model.generate(input_features) transcribes {spoken}
 ```
 
 ## Training
@@ -869,14 +903,16 @@ def run(cfg: TrainConfig) -> dict:
         print(f"zero-shot WER {before['wer']:.1f}% (orthographic {before['wer_orthographic']:.1f}%)")
     outcome = train_or_resume(trainer, run_dir, retrain=cfg.retrain)
     final, final_examples = final_metrics(trainer, outcome, run_dir)
-    if outcome.status != "already finished":
+    trained_now = outcome.status != "already finished"  # a finished run keeps its files (04 adds to the card)
+    if trained_now:
         save_final_model(trainer, processor, run_dir)
     summary = training_summary(cfg, data, settings, defaults, outcome, before, final, language_name)
     if main_process:
-        write_examples(run_dir / "examples.csv", before_examples, final_examples)
-        write_model_card(run_dir / MODEL, base_model=cfg.model, dataset=cfg.dataset, language=cfg.language,
-                         metrics=final, zero_shot_metrics=before, eval_split=cfg.eval_split,
-                         hyperparameters=hyperparameters(cfg, settings))
+        if trained_now:
+            write_examples(run_dir / "examples.csv", before_examples, final_examples)
+            write_model_card(run_dir / MODEL, base_model=cfg.model, dataset=cfg.dataset, language=cfg.language,
+                             metrics=final, zero_shot_metrics=before, eval_split=cfg.eval_split,
+                             hyperparameters=hyperparameters(cfg, settings))
         write_json(summary, run_dir / "training.json")
         if cfg.push_to_hub:
             print("Pushed to", push_model(run_dir / MODEL, cfg.hub_model_id or f"whisper-{run_dir.name}"))

@@ -131,7 +131,9 @@ def test_filters_on_a_stream_count_while_the_data_is_read(tiny_processor):
     items = rows(("fine", 1.0, "a.mp3"), ("", 1.0, "b.mp3"), ("fine too", 31.0, "c.mp3"))
     stream = datasets.IterableDataset.from_generator(lambda: iter(items))
     kept, report = P.filter_rows(stream, tiny_processor.tokenizer)
+    assert report.rows_in is None and "streamed" in report.summary()
     assert [r["path"] for r in kept] == ["a.mp3"]
+    assert [r["path"] for r in kept] == ["a.mp3"]  # a second pass (epoch) does not count the rows again
     assert report.counts == {P.REASON_EMPTY: 1, P.REASON_AUDIO: 1} and report.rows_in == 3
 
 

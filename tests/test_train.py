@@ -189,6 +189,15 @@ def test_metrics_report_normalised_and_orthographic_wer_and_loops(tiny_data):
     assert out["looping"] == pytest.approx(0.5)
     assert metrics.last["references"] == refs and metrics.last["looped"] == [False, True]
 
+    # A transcript that fills the generation cap is counted as looping even when its words look fine.
+    plain = tok(["hello world", "the cat sat"]).input_ids
+    cap = min(len(ids) - 1 for ids in plain) + T.WhisperMetrics.PROMPT_ALLOWANCE  # the end token is the pad
+    capped = T.WhisperMetrics(tok, T.eval_normalizer_for("en"), generation_cap=cap)
+    out = capped(EvalPrediction(predictions=pad(plain, tok.pad_token_id), label_ids=pad(label_ids, -100)))
+    assert capped.last["looped"] == [True, True] and out["looping"] == 1.0
+    roomy = T.WhisperMetrics(tok, T.eval_normalizer_for("en"), generation_cap=cap + 1)
+    assert roomy(EvalPrediction(predictions=pad(plain, tok.pad_token_id), label_ids=pad(label_ids, -100)))["looping"] < 1
+
 
 # ----------------------------------------------------------------------------------- resume and saving
 
@@ -290,6 +299,14 @@ def test_generation_cap_leaves_room_for_the_longest_reference():
 # ------------------------------------------------------------------------------------ model card and hub
 
 
+def test_model_card_names_openai_as_the_base_of_a_local_conversion(base_dir, tmp_path):
+    from huggingface_hub import ModelCard
+
+    path = T.write_model_card(tmp_path, base_model=str(base_dir), dataset="sample", language="tr",
+                              metrics={"wer": 30.0})
+    assert ModelCard.load(path).data.base_model == "openai/whisper-base"
+
+
 def test_model_card_has_model_index_metadata(tmp_path):
     from huggingface_hub import ModelCard
 
@@ -303,7 +320,8 @@ def test_model_card_has_model_index_metadata(tmp_path):
     result = card.data.eval_results[0]
     assert (result.metric_type, result.metric_value, result.dataset_split) == ("wer", 25.04, "test")
     assert result.task_type == "automatic-speech-recognition"
-    assert "before fine-tuning: 55.0%" in card.text
+    assert "before fine-tuning: 55.0%" in card.text and "Spanish (es)" in card.text
+    assert card.data.model_name == "whisper-small-es"
 
 
 def test_push_to_hub_needs_a_token_from_the_environment(tmp_path, monkeypatch):
@@ -368,12 +386,15 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
         assert (run_dir / name).is_file(), name
     assert "a very long recording" in (run_dir / "dropped_rows.csv").read_text()
 
+    card = run_dir / "model" / "README.md"
+    card.write_text(card.read_text() + "\nAdded by notebook 04.\n")
     capsys.readouterr()
-    assert T.main(argv) == 0  # again: finished, so nothing is trained
+    assert T.main(argv) == 0  # again: finished, so nothing is trained and the saved files stay as they are
     assert "loaded it instead of training again" in capsys.readouterr().out
     again = json.loads((run_dir / "training.json").read_text())
     assert again["status"] == "already finished" and again["final"] == summary["final"]
     assert again["train_seconds"] == summary["train_seconds"]
+    assert card.read_text().endswith("Added by notebook 04.\n")
 
 
 def test_training_text_follows_notebook_02(tmp_path):
