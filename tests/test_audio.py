@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `pytest` alone does not put the root on sys.path
 from helpers.audio import AudioError, decode  # noqa: E402
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `pytest` alone does not put the root on sys.path
 from helpers import batch, summary  # noqa: E402
 from helpers.batch import BatchError, Config  # noqa: E402
 

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 
 import datasets
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `pytest` alone does not put the root on sys.path
 from helpers.data import load_split, resolve_dataset, write_skipped  # noqa: E402
 
 CV11_HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale",

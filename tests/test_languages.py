@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import warnings
 
 import pytest
 from transformers.models.whisper import tokenization_whisper
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `pytest` alone does not put the root on sys.path
 from helpers.languages import (  # noqa: E402
     ALIASES,
     FALLBACKS,

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `pytest` alone does not put the root on sys.path
 from helpers import make_sample  # noqa: E402
 from helpers.make_sample import HEADER, LOCALES, SampleError  # noqa: E402
 
