@@ -70,27 +70,27 @@ class ErrorCounts:
                 "hits": self.hits, "reference_words": self.reference_length}
 
 
+def _counts(process, references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
+    _check_lengths(references, predictions)
+    if not references:
+        return ErrorCounts()
+    out = process(list(references), list(predictions))
+    return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
+
+
 def word_counts(references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
     """Substitutions, deletions, insertions and hits at word level (jiwer's alignment). References must not be
     empty; see `usable_pairs`."""
     import jiwer
 
-    _check_lengths(references, predictions)
-    if not references:
-        return ErrorCounts()
-    out = jiwer.process_words(list(references), list(predictions))
-    return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
+    return _counts(jiwer.process_words, references, predictions)
 
 
 def char_counts(references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
     """The same at character level (spaces count as characters)."""
     import jiwer
 
-    _check_lengths(references, predictions)
-    if not references:
-        return ErrorCounts()
-    out = jiwer.process_characters(list(references), list(predictions))
-    return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
+    return _counts(jiwer.process_characters, references, predictions)
 
 
 def wer(references: Sequence[str], predictions: Sequence[str]) -> float:
