@@ -9,7 +9,7 @@ Notebook 03 calls these functions one step at a time; the same steps run as a sc
         --learning-rate 1e-5 --lr-scheduler-type linear --eval-steps 1000
     accelerate launch --num_processes 4 -m helpers.train ...   # same options; --deepspeed ds_config.json for ZeRO
 
-The defaults are those of the short CPU run on the embedded sample (8 steps at 2e-5, constant rate); a real run
+The defaults are those of the short CPU run on the embedded sample (4 steps at 3e-5, constant rate); a real run
 sets --max-steps, --learning-rate, --warmup-steps and usually --lr-scheduler-type linear. Re-running the same command after an interruption resumes from
 the last checkpoint; a finished run is not trained again unless --retrain true.
 
@@ -67,10 +67,10 @@ class TrainConfig:
     run_dir: str = "runs/es"
     train_split: str = "train+dev"
     eval_split: str = "test"
-    max_steps: int = 8
+    max_steps: int = 4
     batch_size: int | None = None  # None: suggested from the device and model size
     gradient_accumulation_steps: int | None = None  # None: suggested
-    learning_rate: float = 2e-5
+    learning_rate: float = 3e-5
     lr_scheduler_type: str = "constant_with_warmup"
     warmup_steps: int = 0
     eval_steps: int = 4
