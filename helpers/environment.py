@@ -7,7 +7,6 @@ Statuses are "ok" (nothing to do), "warn" (works, but read the advice) and "fail
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -446,11 +446,3 @@ def verdict(rows: Iterable[Mapping]) -> dict:
     else:
         text = "READY. Next: 01_data_exploration."
     return {"ready": not failed, "failed": failed, "warnings": warned, "text": text}
-
-
-def write_json(data: Mapping, path: str | Path) -> Path:
-    """Write `data` as indented UTF-8 JSON, creating the folder; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return path

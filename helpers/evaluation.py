@@ -16,7 +16,6 @@ The same steps run as a script, e.g. on a GPU machine for a whole Common Voice t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from helpers import metrics as M
+from helpers.files import write_json
 from helpers.inference import Transcription, load_model, transcribe, warm_up
 
 RESULTS_FILE = "results.json"
@@ -403,25 +403,6 @@ def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: st
         "relative_wer_improvement": _pct(improvement),
         "baseline": base,
     }
-
-
-def _json_ready(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_ready(value.item())
-    return value
-
-
-def write_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_ready(data), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def write_predictions(table, path: str | Path) -> Path:

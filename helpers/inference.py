@@ -88,12 +88,16 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "aut
     return model, processor
 
 
-def is_multilingual(model) -> bool:
-    """True for multilingual checkpoints; English-only ones (".en") cannot take a language or task."""
-    value = getattr(model.generation_config, "is_multilingual", None)
-    if value is None:
-        value = model.config.vocab_size >= 51865
-    return bool(value)
+def is_multilingual(model_or_config) -> bool:
+    """True for multilingual checkpoints; English-only ones (".en") have no language or task tokens.
+
+    Takes a model, or its generation config or config."""
+    gen = getattr(model_or_config, "generation_config", model_or_config)
+    flag = getattr(gen, "is_multilingual", None)
+    if flag is not None:
+        return bool(flag)
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "vocab_size", 51865) >= 51865
 
 
 def generation_kwargs(model, language: str | None, task: str = "transcribe", num_beams: int = 1,

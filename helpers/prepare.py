@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from helpers.inference import is_multilingual
+
 SAMPLING_RATE = 16_000
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees 30 s windows: longer clips would be cut without their text
 MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
@@ -262,16 +264,6 @@ OVERLAP_REASONS = (REASON_SENTENCE, REASON_CLIP)
 
 
 # -------------------------------------------------------------------------------------------- language
-
-
-def is_multilingual(model_or_config) -> bool:
-    """English-only checkpoints (*.en) have no language or task tokens."""
-    gen = getattr(model_or_config, "generation_config", model_or_config)
-    flag = getattr(gen, "is_multilingual", None)
-    if flag is not None:
-        return bool(flag)
-    config = getattr(model_or_config, "config", model_or_config)
-    return getattr(config, "vocab_size", 51865) >= 51865
 
 
 def configure_language(processor, model, language: str | None, task: str = "transcribe") -> str | None:

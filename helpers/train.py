@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from helpers.files import write_json
 from helpers.prepare import (
     FILTER_REASONS,
     OVERLAP_REASONS,
@@ -270,11 +271,11 @@ def load_model(model: str, language: str | None, *, freeze_encoder: bool = False
 
     Returns (model, processor, whisper_language_name).
     """
-    import torch
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+    from helpers.inference import load_model as load_for_inference
 
-    processor = WhisperProcessor.from_pretrained(model)
-    whisper = WhisperForConditionalGeneration.from_pretrained(model, dtype=torch.float32)
+    # float32 weights on the CPU; the Trainer moves them to the GPU and handles mixed precision itself
+    whisper, processor = load_for_inference(model, device="cpu", dtype="float32")
+    whisper.train()
     name = configure_language(processor, whisper, language)
     whisper.config.use_cache = False  # the cache only helps generation; training with it wastes memory
     if freeze_encoder:
@@ -816,13 +817,6 @@ def read_examples(path: str | Path) -> list[dict]:
         return []
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def write_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return path
 
 
 # ------------------------------------------------------------------------------------- whole pipeline

@@ -211,11 +211,6 @@ def test_checklist_names_mismatched_packages_and_failed_sanity():
     assert result["failed"] == ["install check (WER 100%)"]
 
 
-def test_write_json_round_trips(tmp_path):
-    path = env.write_json({"a": "ñ", "b": [1, 2]}, tmp_path / "deep" / "environment.json")
-    assert json.loads(path.read_text(encoding="utf-8")) == {"a": "ñ", "b": [1, 2]}
-
-
 # --------------------------------------------------------------------------------------- notebook plumbing
 def test_ensure_local_model_passes_hub_ids_and_converted_folders(base_dir, tmp_path):
     assert env.ensure_local_model("openai/whisper-small") == "openai/whisper-small"  # nothing downloaded here

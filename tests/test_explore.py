@@ -293,7 +293,7 @@ def test_sample_folder_falls_back_to_english(sample_root):
 def test_data_report_has_what_the_summary_reads(tokenizer, tmp_path):
     import json
 
-    from helpers.environment import write_json
+    from helpers.files import write_json
     from helpers.summary import data_totals
 
     splits = {"train": Dataset.from_list(_rows(["hola", "adiós"], seconds=2.0)),
