@@ -74,7 +74,7 @@ class TrainConfig:
     learning_rate: float = 3e-5
     lr_scheduler_type: str = "constant_with_warmup"
     warmup_steps: int = 0
-    eval_steps: int = 4
+    eval_steps: int = 2
     save_steps: int | None = None  # None: same as eval_steps
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
