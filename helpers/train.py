@@ -14,7 +14,8 @@ sets --max-steps, --learning-rate, --warmup-steps and usually --lr-scheduler-typ
 the last checkpoint; a finished run is not trained again unless --retrain true.
 
 Everything lands in run_dir: checkpoints/ (for resuming), tensorboard/, model/ (final model, processor,
-generation config, README.md model card), training.json, zero_shot.json, dropped_rows.csv, examples.csv.
+generation config, README.md model card), training.json, train_seconds.json, zero_shot.json, dropped_rows.csv,
+examples.csv.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ CHECKPOINTS = "checkpoints"
 MODEL = "model"
 TENSORBOARD = "tensorboard"
 FINISHED_MARKER = "trainer_state.json"  # written into run_dir/model once training has completed
+CLOCK_FILE = "train_seconds.json"  # training time so far, summed over the sessions of an interrupted run
 
 
 # ------------------------------------------------------------------------------------------ parameters
@@ -517,7 +519,7 @@ class TrainingOutcome:
     message: str
     global_step: int
     resumed_from: str | None = None
-    train_seconds: float | None = None  # this session's training time (after a resume: the resumed part)
+    train_seconds: float | None = None  # the run's training time, the part before an interruption included
     samples_per_second: float | None = None
     log_history: list = field(default_factory=list)
 
@@ -530,6 +532,35 @@ class TrainingOutcome:
 def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
     done = [h for h in log_history if "train_runtime" in h]
     return (done[-1]["train_runtime"], done[-1].get("train_samples_per_second")) if done else (None, None)
+
+
+def _clock_seconds(path: Path) -> float | None:
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _clock_callback(path: Path, before: float):
+    """Keeps run_dir/train_seconds.json at `before` + this session's time, written at every checkpoint and at the
+    end, so that a resumed run reports the time of all its sessions."""
+    from transformers import TrainerCallback
+
+    class TrainingClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.time()
+
+        def _write(self, state):
+            if state.is_world_process_zero:
+                write_json({"seconds": round(before + time.time() - self.start, 1), "step": state.global_step}, path)
+
+        def on_save(self, args, state, control, **kwargs):
+            self._write(state)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._write(state)
+
+    return TrainingClock()
 
 
 def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> TrainingOutcome:
@@ -566,6 +597,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
             print(message, flush=True)
         history = state.get("log_history", [])
         seconds, speed = _train_numbers(history)
+        seconds = _clock_seconds(run_dir / CLOCK_FILE) or seconds
         return TrainingOutcome("already finished", message, max_steps, None, seconds, speed, history)
     checkpoint = last_checkpoint(run_dir)
     if checkpoint is not None:
@@ -577,13 +609,19 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         status = "trained"
     if trainer.is_world_process_zero():
         print(message, flush=True)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    before = (_clock_seconds(run_dir / CLOCK_FILE) or 0.0) if checkpoint else 0.0
+    clock = _clock_callback(run_dir / CLOCK_FILE, before)
+    trainer.add_callback(clock)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        trainer.remove_callback(clock)
     return TrainingOutcome(
         status,
         message,
         trainer.state.global_step,
         resumed_from=checkpoint.name if checkpoint else None,
-        train_seconds=result.metrics.get("train_runtime"),
+        train_seconds=before + result.metrics.get("train_runtime", 0.0),
         samples_per_second=result.metrics.get("train_samples_per_second"),
         log_history=list(trainer.state.log_history),
     )

@@ -209,8 +209,8 @@ class Interrupt(Exception):
 def interrupt_after_save(step: int):
     from transformers import TrainerCallback
 
-    class Stop(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
+    class Stop(TrainerCallback):  # stops the run as Ctrl-C would: in the step after the checkpoint
+        def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step == step:
                 raise Interrupt(f"stopped after saving step {step}")
 
@@ -237,6 +237,8 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
         T.train_or_resume(trainer, run_dir)
     assert T.last_checkpoint(run_dir).name == "checkpoint-1"
     assert T.finished_state(run_dir) is None
+    clock = json.loads((run_dir / T.CLOCK_FILE).read_text())
+    assert clock["step"] == 1 and clock["seconds"] > 0
 
     # A half-written checkpoint (no trainer state yet) is not picked.
     (run_dir / "checkpoints" / "checkpoint-7").mkdir()
@@ -246,6 +248,10 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
     outcome = T.train_or_resume(trainer, run_dir)
     assert (outcome.status, outcome.resumed_from, outcome.global_step) == ("resumed", "checkpoint-1", 2)
     assert "Resuming from checkpoint-1 (step 1 of 2)" in capsys.readouterr().out
+    # the training time counts the session before the interruption too
+    assert outcome.train_seconds > clock["seconds"]
+    clock = json.loads((run_dir / T.CLOCK_FILE).read_text())
+    assert clock["step"] == 2 and abs(clock["seconds"] - outcome.train_seconds) < 1
     steps = [h["step"] for h in outcome.log_history if "eval_wer" in h]
     assert steps == [1, 2]  # the history of the interrupted part is kept
     assert outcome.final_eval()["step"] == 2
@@ -260,6 +266,7 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data)
     outcome = T.train_or_resume(trainer, run_dir)
     assert outcome.status == "already finished" and trainer.state.global_step == 0  # nothing was trained
+    assert outcome.train_seconds == json.loads((run_dir / T.CLOCK_FILE).read_text())["seconds"]
     assert outcome.final_eval()["step"] == 2
     assert torch.equal(trainer.model.model.decoder.embed_tokens.weight, reloaded.model.decoder.embed_tokens.weight)
 
