@@ -225,7 +225,15 @@ def _metadata_file(folder: Path) -> Path | None:
 
 
 def _repository_source(dataset_id: str, shown: str, language: str) -> _Source:
-    configs = datasets.get_dataset_config_names(dataset_id)
+    try:
+        configs = datasets.get_dataset_config_names(dataset_id)
+    except Exception as err:
+        if not Path(dataset_id).is_dir():
+            raise
+        raise ValueError(
+            f"{shown} is not a Common Voice locale or release folder nor an audiofolder, and datasets cannot read it "
+            f"as a dataset repository (a README.md or parquet files under data/): {type(err).__name__}: {err}"
+        ) from None
     if language in configs:
         config = language
     elif configs == ["default"]:

@@ -160,6 +160,16 @@ def test_folders_that_are_not_datasets(tmp_path):
         load_split(str(tmp_path), "es", "train")
     with pytest.raises(FileNotFoundError, match="no-such-folder"):
         load_split(str(tmp_path / "no-such-folder"), "es", "train")
+    # a folder of unrelated files somewhere deep (here: mixed JSON and audio) is named, not a datasets traceback
+    mixed = tmp_path / "home"
+    (mixed / "train").mkdir(parents=True)
+    (mixed / "train" / "a.json").write_text("{}")
+    (mixed / "validation").mkdir()
+    (mixed / "validation" / "b.wav").write_bytes(b"")
+    (mixed / "cache" / "x").mkdir(parents=True)
+    (mixed / "cache" / "x" / "c.arrow").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"home is not a Common Voice locale or release folder nor an audiofolder"):
+        load_split(str(mixed), "es", "train")
     no_clips = tmp_path / "tsv_only"
     no_clips.mkdir()
     write_tsv(no_clips / "train.tsv", CV11_HEADER, [cv11_row("spk1", "a.mp3", "Hola.")])
