@@ -597,7 +597,8 @@ def build_batch(args: argparse.Namespace, write: Callable[..., None] = print) ->
     notebooks = find_notebooks(args.notebooks_dir, args.notebooks)
     kernel = args.kernel or config.kernel or DEFAULT_KERNEL
     check_kernel(kernel)
-    return Batch(languages=languages, notebooks=notebooks, runs=Path(args.runs), config=config, cli=cli,
+    # absolute: papermill starts each kernel in the notebooks folder, where a relative path means something else
+    return Batch(languages=languages, notebooks=notebooks, runs=Path(args.runs).resolve(), config=config, cli=cli,
                  kernel=kernel, force=args.force, write=write)
 
 

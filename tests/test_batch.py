@@ -374,10 +374,11 @@ def test_a_failing_language_does_not_stop_the_others_and_resumes(notebooks_dir, 
     assert "00_prepare: skipped" in steps[0] and "01_train (interrupted last time: resuming) ... ok" in steps[1]
 
 
-def test_command_line(notebooks_dir, tmp_path, capsys):
+def test_command_line(notebooks_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --runs relative to where the command runs, as `make demo` passes it
     runs = tmp_path / "runs"
     config = write_yaml(tmp_path, 'dataset: mine\nlanguages:\n  "tr": {}\n')
-    code = batch.main(["--config", str(config), "--notebooks-dir", str(notebooks_dir), "--runs", str(runs),
+    code = batch.main(["--config", str(config), "--notebooks-dir", str(notebooks_dir), "--runs", "runs",
                        "--kernel", KERNEL, "--notebooks", "00", "--set", "batch_size=2"])
     out = capsys.readouterr().out
     assert code == 0, out
