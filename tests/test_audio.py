@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.audio import AudioError, decode  # noqa: E402
+from helpers.audio import AudioError, decode
 
 
 def tone(seconds: float, rate: int, frequency: float = 440.0) -> np.ndarray:

@@ -15,8 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import batch, summary  # noqa: E402
-from helpers.batch import BatchError, Config  # noqa: E402
+from helpers import batch, summary
+from helpers.batch import BatchError, Config
 
 KERNEL = "python3"  # the venv's own kernel: always present where the tests run
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data import load_split, resolve_dataset, write_skipped  # noqa: E402
+from helpers.data import load_split, resolve_dataset, write_skipped
 
 CV11_HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale",
                "segment"]

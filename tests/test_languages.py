@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import warnings
 
 import pytest
 from transformers.models.whisper import tokenization_whisper
 
-from helpers.languages import (  # noqa: E402
+from helpers.languages import (
     ALIASES,
     FALLBACKS,
     WHISPER_LANGUAGES,

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-from helpers import make_sample  # noqa: E402
-from helpers.make_sample import HEADER, LOCALES, SampleError  # noqa: E402
+from helpers import make_sample
+from helpers.make_sample import HEADER, LOCALES, SampleError
 
 SPLITS = ("train", "dev", "test")
 MIN_ROWS = {"train": 40, "dev": 10, "test": 10}
