@@ -24,10 +24,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from helpers.inference import is_multilingual
-
-SAMPLING_RATE = 16_000
-MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees 30 s windows: longer clips would be cut without their text
+from helpers.inference import SAMPLING_RATE, is_multilingual
+from helpers.inference import WINDOW_SECONDS as MAX_AUDIO_SECONDS  # longer clips would be cut without their text
 MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
 
 REASON_EMPTY = "empty transcript"
@@ -129,6 +127,15 @@ def write_drops(reports: Iterable[DropReport], path: str | Path) -> Path:
         for report in reports:
             writer.writerows(report.dropped)
     return path
+
+
+def training_subset(rows, max_samples: int | None, seed: int, streaming: bool = False):
+    """A random subset of `max_samples` training rows (all rows for None or 0), to try things quickly."""
+    if not max_samples:
+        return rows
+    if streaming:
+        return rows.shuffle(seed=seed, buffer_size=1000).take(max_samples)
+    return rows.shuffle(seed=seed).select(range(min(max_samples, len(rows))))
 
 
 def _is_streamed(ds) -> bool:
@@ -391,7 +398,7 @@ def make_batch_fn(processor, text_transform: Callable[[str], str] | None = None)
         if text_transform is not None:
             sentences = [text_transform(s) for s in sentences]
         labels = tokenizer(sentences).input_ids
-        return {"input_features": features.astype(np.float32), "labels": labels}
+        return {"input_features": features, "labels": labels}  # log_mel gives float32
 
     return batch_fn
 

@@ -47,6 +47,7 @@ from helpers.prepare import (
     drop_eval_overlap,
     filter_rows,
     prepare_features,
+    training_subset,
     write_drops,
 )
 
@@ -900,11 +901,7 @@ def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> Pr
                                        text_transform=transform, step="filters (training)")
     evaluation, eval_filters = filter_rows(evaluation, processor.tokenizer, max_label_tokens=max_label_tokens,
                                            step="filters (evaluation)")
-    if cfg.max_train_samples:
-        if cfg.streaming:
-            train = train.shuffle(seed=cfg.seed, buffer_size=1000).take(cfg.max_train_samples)
-        else:
-            train = train.shuffle(seed=cfg.seed).select(range(min(cfg.max_train_samples, len(train))))
+    train = training_subset(train, cfg.max_train_samples, cfg.seed, cfg.streaming)
     train = prepare_features(train, processor, text_transform=transform, num_proc=cfg.num_proc)
     evaluation = prepare_features(evaluation, processor)
     return PreparedData(for_training(train), for_training(evaluation), [overlap, train_filters, eval_filters],
@@ -934,21 +931,30 @@ def run(cfg: TrainConfig) -> dict:
     if main_process:
         print(f"zero-shot WER {before['wer']:.1f}% (orthographic {before['wer_orthographic']:.1f}%)")
     outcome = train_or_resume(trainer, run_dir, retrain=cfg.retrain)
-    final, final_examples = final_metrics(trainer, outcome, run_dir)
-    trained_now = outcome.status != "already finished"  # a finished run keeps its files (04 adds to the card)
-    if trained_now:
-        save_final_model(trainer, processor, run_dir)
+    final, _ = finish_run(trainer, processor, cfg, settings, outcome, before, before_examples)
     summary = training_summary(cfg, data, settings, defaults, outcome, before, final, language_name)
     if main_process:
-        if trained_now:
-            write_examples(run_dir / "examples.csv", before_examples, final_examples)
-            write_model_card(run_dir / MODEL, base_model=cfg.model, dataset=cfg.dataset, language=cfg.language,
-                             metrics=final, zero_shot_metrics=before, eval_split=cfg.eval_split,
-                             hyperparameters=hyperparameters(cfg, settings))
         write_json(summary, run_dir / "training.json")
         if cfg.push_to_hub:
             print("Pushed to", push_model(run_dir / MODEL, cfg.hub_model_id or f"whisper-{run_dir.name}"))
     return summary
+
+
+def finish_run(trainer, processor, cfg: TrainConfig, settings: dict, outcome: TrainingOutcome, before: dict,
+               before_examples: dict) -> tuple[dict, dict]:
+    """The fine-tuned model's scores and transcripts: (metrics, examples). A run trained now is saved to
+    run_dir/model with its model card and run_dir/examples.csv; a finished run keeps its files (notebook 04 adds
+    its results to the card, which must not be written over)."""
+    run_dir = Path(cfg.run_dir)
+    final, final_examples = final_metrics(trainer, outcome, run_dir)
+    if outcome.status != "already finished":
+        save_final_model(trainer, processor, run_dir)
+        if trainer.is_world_process_zero():
+            write_examples(run_dir / "examples.csv", before_examples, final_examples)
+            write_model_card(run_dir / MODEL, base_model=cfg.model, dataset=cfg.dataset, language=cfg.language,
+                             metrics=final, zero_shot_metrics=before, eval_split=cfg.eval_split,
+                             hyperparameters=hyperparameters(cfg, settings))
+    return final, final_examples
 
 
 def hyperparameters(cfg: TrainConfig, settings: dict) -> dict:
