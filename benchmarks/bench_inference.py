@@ -61,13 +61,11 @@ def main(argv=None) -> int:
     import torch
 
     from helpers.data import load_split
+    from helpers.environment import ensure_local_model
     from helpers.evaluation import first_clips
     from helpers.inference import clip_array, load_model, rtfx, transcribe, warm_up
 
-    if args.model.startswith("models/"):
-        from helpers.convert import ensure_model
-
-        ensure_model(Path(args.model).name)
+    ensure_local_model(args.model)  # converts models/whisper-base or whisper-tiny.en when missing
     clips = first_clips(load_split(args.dataset, args.language, args.split), args.max_samples)
     arrays = [clip_array(row) for row in clips]
     audio_seconds = sum(len(a) for a in arrays) / 16000

@@ -51,13 +51,11 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import WhisperProcessor
 
     from helpers.data import load_split
+    from helpers.environment import ensure_local_model
     from helpers.languages import whisper_language
     from helpers.prepare import one_at_a_time_fn, prepare_features
 
-    if args.model == "models/whisper-base":
-        from helpers.convert import ensure_model
-
-        ensure_model("whisper-base")
+    ensure_local_model(args.model)  # converts models/whisper-base when missing
     processor = WhisperProcessor.from_pretrained(args.model)
     processor.tokenizer.set_prefix_tokens(language=whisper_language(args.language), task="transcribe")
     ds = load_split(args.dataset, args.language, args.split)

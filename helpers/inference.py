@@ -108,27 +108,19 @@ def generation_kwargs(model, language: str | None, task: str = "transcribe", num
     model detect the language. English-only models take no language or task: asking one for another language
     warns and transcribes as English.
     """
+    from helpers.languages import whisper_language
+
     kwargs: dict[str, Any] = {"num_beams": num_beams, "do_sample": False}
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens
     if not is_multilingual(model):
-        if language is not None and _language_name(language) != "english":
+        if language is not None and whisper_language(language) != "english":
             warnings.warn(f"this model is English-only: it cannot transcribe {language!r}; it will write English")
         return kwargs
     if language is not None:
-        kwargs["language"] = _language_name(language)
+        kwargs["language"] = whisper_language(language)
     kwargs["task"] = task
     return kwargs
-
-
-def _language_name(language: str) -> str:
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-    if language.lower() in LANGUAGES.values():
-        return language.lower()
-    from helpers.languages import whisper_language
-
-    return whisper_language(language)
 
 
 # --------------------------------------------------------------------------------------------------------------
