@@ -119,6 +119,32 @@ def load_split(dataset: str, language: str, split: str, streaming: bool = False,
     return ds
 
 
+def text_rows(dataset: str, language: str, split: str, max_rows: int = 0) -> list[dict]:
+    """The `sentence`, `client_id` and `path` of a split's rows, without reading any audio.
+
+    For questions about the text and the speakers (leaks between splits, how big a split is), where decoding
+    every clip would cost minutes on a full Common Voice split. Rows with an empty sentence or a malformed line
+    are left out (`load_split` reports those); `max_rows` > 0 stops after that many rows.
+    """
+    source = _resolve(dataset, language)
+    split = _pick_split(source, split)
+    if source.kind == "repository":
+        raw, columns = _load_repository(source, split, streaming=True)  # audio as stored: bytes and path
+        rows = ({**{ours: example[theirs] if theirs else "" for ours, theirs in columns.items()},
+                 "path": example[columns["path"]] if columns["path"] else (example[columns["audio"]] or {}).get("path")}
+                for example in raw)
+    else:
+        rows = (row for row in _rows(source, split) if not row["skip"])
+    out = []
+    for row in rows:
+        sentence = (row["sentence"] or "").strip()
+        if sentence:
+            out.append({"sentence": sentence, "client_id": str(row["client_id"] or ""), "path": row["path"] or ""})
+            if len(out) == max_rows:
+                break
+    return out
+
+
 def write_skipped(skipped: list[dict], path: str | Path) -> Path:
     """Write skip records as CSV (columns split, path, row, reason); returns the path written."""
     path = Path(path)

@@ -117,14 +117,22 @@ class EvalRun:
     normalizer: Callable[[str], str] = field(repr=False)
     model: Any = field(default=None, repr=False)
     processor: Any = field(default=None, repr=False)
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def references(self) -> list[str]:
         return [c["reference"] for c in self.clips]
 
     def table(self, scripts: set[str] | None = None):
-        """Per-clip pandas DataFrame: texts, normalised texts, WER and the error-analysis flags."""
-        return clip_table(self.references, self.predictions, self.normalizer, self.language, self.clips, scripts)
+        """Per-clip pandas DataFrame: texts, normalised texts, WER and the error-analysis flags.
+
+        Built once per `scripts` (normalising and scoring a whole test split is not free) and shared: copy it
+        before changing it."""
+        key = None if scripts is None else frozenset(scripts)
+        if key not in self._tables:
+            self._tables[key] = clip_table(self.references, self.predictions, self.normalizer, self.language,
+                                           self.clips, scripts)
+        return self._tables[key]
 
 
 def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normalizer: Callable[[str], str],
@@ -350,7 +358,7 @@ def predictions_frame(main: EvalRun, baseline: EvalRun | None = None, scripts: s
     """predictions.csv as a DataFrame: one row per clip for `main`, with the baseline's prediction, normalised
     prediction and WER beside it when a baseline is given."""
     scripts = scripts if scripts is not None else M.expected_scripts(main.references)
-    table = main.table(scripts)
+    table = main.table(scripts).copy()
     if baseline is not None and baseline is not main:
         other = baseline.table(scripts)
         if list(other["index"]) != list(table["index"]):

@@ -6,7 +6,6 @@ and return plain data so that tests can check them and the notebook only prints 
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 import unicodedata
@@ -16,8 +15,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-MAX_SECONDS = 30.0  # Whisper's encoder sees 30 s windows: longer clips are cut, their transcript is not
-MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer labels cannot be trained on
+# The limits and the "same sentence" rule that training applies, so that what this notebook counts is what
+# notebook 03 drops: clips over 30 s (Whisper's window), labels over 448 tokens (the decoder's positions).
+from helpers.prepare import MAX_AUDIO_SECONDS as MAX_SECONDS
+from helpers.prepare import MAX_LABEL_TOKENS, sentence_key
 
 # Unicode general categories, in words (https://www.unicode.org/reports/tr44/#General_Category_Values).
 CATEGORY_NAMES = {
@@ -165,12 +166,13 @@ def token_lengths(sentences: Iterable[str], tokenizer) -> np.ndarray:
 def label_tokenizer(model: str, language: str):
     """The tokenizer of `model` set up as for training labels: <|startoftranscript|><|lang|><|transcribe|>
     <|notimestamps|> ... <|endoftext|>. English-only checkpoints have no language or task tokens."""
-    from transformers import WhisperTokenizerFast
+    from transformers import WhisperConfig, WhisperTokenizerFast
 
+    from helpers.inference import is_multilingual
     from helpers.languages import whisper_language
 
     tokenizer = WhisperTokenizerFast.from_pretrained(str(model))
-    if "<|transcribe|>" in tokenizer.get_vocab() and not str(model).rstrip("/").endswith(".en"):
+    if is_multilingual(WhisperConfig.from_pretrained(str(model))):
         tokenizer.set_prefix_tokens(language=whisper_language(language), task="transcribe", predict_timestamps=False)
     return tokenizer
 
@@ -253,13 +255,6 @@ def inventory_rows(inventory: Mapping[str, Mapping[str, int]], max_chars: int = 
 
 
 # ------------------------------------------------------------------------------------------------ leaks
-def sentence_key(text: str) -> str:
-    """A sentence reduced for comparison: NFC, case-folded, punctuation and extra spaces removed."""
-    text = unicodedata.normalize("NFC", text).casefold()
-    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def overlap(a, b, max_examples: int = 5) -> dict:
     """Speakers and sentences that two splits share. Speakers are compared by `client_id`; sentences after
     `sentence_key` (so 'Hola.' and 'hola' count as the same sentence). Speakers are None when unknown."""
@@ -295,13 +290,15 @@ def overlap_rows(overlaps: Mapping[str, Mapping], against: str = "test") -> list
             for name, item in overlaps.items()]
 
 
-def validated_leak(dataset: str, language: str, test, max_clips: int = 0) -> dict | None:
+def validated_leak(dataset: str, language: str, test) -> dict | None:
     """Overlap of Common Voice's `validated` list with the test split (None when the source has no such list).
 
     validated.tsv holds every validated clip, the test clips included: training on it "for more data" trains
-    on the test set."""
+    on the test set. Only its text and speaker columns are read (no audio), so the whole list is checked."""
+    from helpers.data import text_rows
+
     try:
-        validated = load_capped(dataset, language, "validated", max_clips)
+        validated = text_rows(dataset, language, "validated")
     except ValueError:
         return None
     return overlap(validated, test)

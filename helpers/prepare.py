@@ -157,9 +157,11 @@ def _metadata_rows(ds, columns: list[str]) -> list[dict]:
 
 
 def sentence_key(text: str) -> str:
-    """Compare sentences the way a listener would: case, punctuation and spacing do not matter."""
+    """A sentence reduced for comparison, the way a listener hears it: Unicode form (NFKC), case, punctuation,
+    symbols and spacing do not matter; letters, accents and digits do. Notebook 01's leak counts and the
+    training split's overlap filter both use it."""
     text = unicodedata.normalize("NFKC", str(text)).casefold()
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
+    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
     return " ".join(text.split())
 
 

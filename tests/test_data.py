@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data import load_split, resolve_dataset, write_skipped
+from helpers.data import load_split, resolve_dataset, text_rows, write_skipped
 
 CV11_HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale",
                "segment"]
@@ -115,6 +115,19 @@ def test_bad_rows_are_skipped_and_recorded(locale, tmp_path, caplog):
         rows = list(csv.DictReader(handle))
     assert [r["reason"].split(":")[0] for r in rows] == ["bad audio", "missing clip", "empty sentence", "missing field"]
     assert rows[0].keys() == {"split", "path", "row", "reason"} and rows[0]["row"] == "4"
+
+
+def test_text_rows_read_no_audio(locale):
+    rows = text_rows(str(locale), "es", "train")
+    # the corrupt and the missing clip are listed (no audio is read); the empty sentence and the short row are not
+    assert [(r["client_id"], r["path"]) for r in rows] == [
+        ("spk1", "mono48k.mp3"), ("spk2", "stereo44k.wav"), ("spk3", "corrupt.mp3"), ("spk4", "missing.mp3")]
+    assert rows[0]["sentence"] == '"Hola", dijo "adiós".'
+    assert text_rows(str(locale), "es", "train", max_rows=1) == rows[:1]
+    assert text_rows(str(locale), "es", "validation") == [{"sentence": "Validación.", "client_id": "spk7",
+                                                           "path": "dev.mp3"}]
+    with pytest.raises(ValueError, match="No split 'validated'"):
+        text_rows(str(locale), "es", "validated")
 
 
 def test_newer_release_header(tmp_path):
@@ -293,6 +306,10 @@ def test_repository_folder_through_load_dataset(repository):
     eager = load_split(str(repository), "fr", "train")
     np.testing.assert_array_equal(rows[0]["audio"]["array"], eager[0]["audio"]["array"])
     assert [(s["split"], s["row"]) for s in stream.skipped] == [("train", 1)]
+
+    assert text_rows(str(repository), "es", "dev") == [
+        {"sentence": s, "client_id": c, "path": p}
+        for s, c, p in [("Uno.", "7", "es_validation_0.wav"), ("Dos.", "8", "junk.wav"), ("Tres.", "9", "es_validation_2.wav")]]
 
     with pytest.raises(ValueError, match=r"no configuration 'de'; available: es, fr"):
         load_split(str(repository), "de", "train")

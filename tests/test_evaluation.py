@@ -142,6 +142,9 @@ def test_results_json_and_predictions_csv(tmp_path):
         assert column in frame.columns
     assert frame.loc[1, "baseline_prediction"] == "" and frame.loc[1, "prediction"] == "Hola, ¿qué tal?"
     assert frame.loc[5, "wer"] == ""  # not scored
+    # each model's per-clip table is built once and shared; writing predictions.csv did not change it
+    scripts = M.expected_scripts(base.references)
+    assert tuned.table(scripts) is tuned.table(scripts) and "baseline_prediction" not in tuned.table(scripts)
 
 
 def test_results_without_a_finetuned_model(tmp_path):

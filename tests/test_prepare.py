@@ -89,9 +89,12 @@ def test_rows_sharing_a_sentence_or_clip_with_the_eval_split_are_dropped_and_cou
     assert "kept" in report.summary(P.OVERLAP_REASONS) and "1 of 3" in report.summary()
 
 
-def test_sentence_key_ignores_case_punctuation_and_spacing_only():
+def test_sentence_key_ignores_case_punctuation_symbols_spacing_and_unicode_form():
     assert P.sentence_key("¿Qué  tal?") == P.sentence_key("qué tal")
+    assert P.sentence_key("Que\u0301 tal") == P.sentence_key("qué tal")  # decomposed accent
+    assert P.sentence_key("ＡＢＣ ＝ 5 %") == P.sentence_key("abc 5")  # full-width letters, symbols
     assert P.sentence_key("qué tal") != P.sentence_key("que tal")  # accents change words: kept apart
+    assert P.sentence_key("tal 5") != P.sentence_key("tal 6")  # and so do digits
 
 
 # ----------------------------------------------------------------------------------------------- filters
