@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from helpers import summary
+from helpers import ROOT, summary
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 DEFAULT_NOTEBOOKS_DIR = ROOT / "notebooks"
 DEFAULT_KERNEL = "whisper-curriculum"

@@ -40,9 +40,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from helpers import ROOT
 from helpers.audio import AudioError, decode
+from helpers.files import hub_id
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "data" / "sample"
 SAMPLING_RATE = 16000
 
@@ -168,8 +169,7 @@ def _resolve(dataset: str, language: str) -> _Source:
     path = Path(dataset).expanduser()
     if path.is_dir():
         return _local_source(path, _shown(path), language)
-    looks_like_hub_id = dataset.count("/") == 1 and not dataset.startswith((".", "/", "~"))
-    if looks_like_hub_id and not path.exists():
+    if hub_id(dataset):
         return _repository_source(dataset, dataset, language)
     raise FileNotFoundError(f"Dataset folder {dataset!r} not found (a Hub id looks like 'org/name').")
 

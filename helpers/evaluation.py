@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from helpers import metrics as M
-from helpers.files import write_json
+from helpers.files import hub_id, write_json
 from helpers.inference import Transcription, load_model, transcribe, warm_up
 
 RESULTS_FILE = "results.json"
@@ -60,7 +60,7 @@ def resolve_finetuned(finetuned: str | None, run_dir: str | Path) -> tuple[str |
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"finetuned={value!r} is a folder without config.json: not a saved model")
         return value, f"fine-tuned model: {value}"
-    if value.count("/") == 1 and not Path(value.split("/")[0]).is_dir():
+    if hub_id(value):
         return value, f"fine-tuned model: {value} (from the Hub)"
     raise FileNotFoundError(f"finetuned={value!r}: no such folder (and not a Hub id of the form 'user/model')")
 
@@ -128,7 +128,8 @@ class EvalRun:
 
         Built once per `scripts` (normalising and scoring a whole test split is not free) and shared: copy it
         before changing it."""
-        key = None if scripts is None else frozenset(scripts)
+        scripts = scripts if scripts is not None else M.expected_scripts(self.references)
+        key = frozenset(scripts)
         if key not in self._tables:
             self._tables[key] = clip_table(self.references, self.predictions, self.normalizer, self.language,
                                            self.clips, scripts)
@@ -422,7 +423,7 @@ def write_predictions(table, path: str | Path) -> Path:
 
 def _dataset_labels(dataset: str, language: str) -> tuple[str, str]:
     """(dataset type, dataset name) for the model-index, named the way notebook 03's card names them."""
-    hub = dataset if re.fullmatch(r"[\w.-]+/[\w.-]+", dataset) and not Path(dataset).exists() else None
+    hub = hub_id(dataset)
     name = "embedded Common Voice-style sample" if dataset == "sample" else Path(dataset).name or dataset
     return hub or "common_voice", name
 
@@ -436,11 +437,13 @@ def update_model_card(model_dir: str | Path, results: dict) -> Path:
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from helpers.normalize import base_language
+
     path = Path(model_dir) / "README.md"
     if path.is_file():
         card = ModelCard.load(path)
     else:
-        card = ModelCard(f"---\n{ModelCardData(language=results['language'].split('-')[0].lower()).to_yaml()}\n---\n"
+        card = ModelCard(f"---\n{ModelCardData(language=base_language(results['language'])).to_yaml()}\n---\n"
                          f"\n# {Path(model_dir).parent.name or 'model'}\n")
     dataset_type, dataset_name = _dataset_labels(results["dataset"], results["language"])
     common = dict(task_type="automatic-speech-recognition", task_name="Automatic Speech Recognition",

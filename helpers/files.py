@@ -1,11 +1,25 @@
-"""Writing run outputs (environment.json, data_report.json, training.json, results.json, ...)."""
+"""Names and files: is a name a Hub id or a local path; writing run outputs (environment.json, results.json, ...)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
+
+
+def hub_id(name: str | Path) -> str | None:
+    """`name` when it names a Hugging Face Hub repository ("org/name"), None when it is a local path.
+
+    A local path wins: anything that exists here, starts with ".", "/" or "~", has more than one "/", or whose
+    first part is a local folder ("models/whisper-bas", a typo, must not be looked up online)."""
+    name = str(name).strip()
+    if name.startswith((".", "/", "~")) or not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return None
+    if Path(name).exists() or Path(name.split("/")[0]).is_dir() or name.startswith("models/"):
+        return None
+    return name
 
 
 def json_ready(value: Any) -> Any:

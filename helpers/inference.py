@@ -71,11 +71,10 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "aut
     """
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+    from helpers.files import hub_id
+
     name = str(name_or_path)
-    # "org/name" is a Hub id unless "org" is a local folder (models/whisper-bas with a typo must not go online)
-    looks_local = (name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") != 1
-                   or Path(name.split("/")[0]).is_dir())
-    if looks_local and not Path(name).expanduser().exists():
+    if not hub_id(name) and not Path(name).expanduser().exists():
         raise FileNotFoundError(
             f"model {name!r}: no such folder. Give a Hugging Face Hub id such as 'openai/whisper-small' or a "
             "folder holding config.json, the weights and the processor files"

@@ -35,7 +35,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 SENTENCES_DIR = ROOT / "data" / "sample_sentences"
 OUT_DIR = ROOT / "data" / "sample"
 

@@ -422,6 +422,8 @@ def is_wrong_language(reference: str, prediction: str, language: str) -> bool:
     True when the prediction's function words point to a language other than `language` (a Common Voice
     locale; only its base "pt" of "pt-BR" counts) while the reference's do not point there too.
     """
-    base = language.split("-")[0].split("_")[0].lower()
+    from helpers.normalize import base_language
+
+    base = base_language(language)
     guess = function_word_language(prediction)
     return guess is not None and guess != base and function_word_language(reference) != guess

@@ -8,7 +8,8 @@ import random
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 
 # Headless runs (papermill, nbval, CI) must print the same thing every time: no progress bars, no chatter.
 QUIET_ENV = {

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from helpers.files import write_json
+from helpers.files import hub_id, write_json
 from helpers.prepare import (
     FILTER_REASONS,
     OVERLAP_REASONS,
@@ -693,14 +693,7 @@ def _base_model_id(model: str) -> str | None:
     name = Path(model.rstrip("/")).name
     if Path(model).exists() and re.fullmatch(r"whisper-(tiny|base|small|medium|large(-v[23])?)(\.en)?", name):
         return f"openai/{name}"
-    return _hub_id_or_none(model)
-
-
-def _hub_id_or_none(model: str) -> str | None:
-    """`model` when it names a Hub repository rather than a local folder."""
-    if Path(model).exists() or model.startswith((".", "/", "models/")):
-        return None
-    return model if re.fullmatch(r"[\w.-]+/[\w.-]+", model) else None
+    return hub_id(model)
 
 
 def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, language: str, metrics: dict,
@@ -711,14 +704,16 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
 
     model_dir = Path(model_dir)
     name = f"{Path(base_model.rstrip('/')).name}-{language}"  # e.g. whisper-small-es
-    lang = language.split("-")[0].lower()
+    from helpers.normalize import base_language
+
+    lang = base_language(language)
     try:
         from helpers.languages import whisper_language
 
         spoken = f"{whisper_language(language).title()} ({language})"
     except ValueError:
         spoken = language
-    hub_dataset = _hub_id_or_none(dataset)
+    hub_dataset = hub_id(dataset)
     dataset_name = "embedded Common Voice-style sample" if dataset == "sample" else Path(dataset).name or dataset
     results = [
         EvalResult(
