@@ -176,7 +176,6 @@ class Transcription:
     batch_size: int
     device: str
     dtype: str
-    num_batches: int = 0
     batch_sizes: list[int] = field(default_factory=list)
     clip_seconds: list[float] = field(default_factory=list)  # duration of each clip, in input order
 
@@ -219,14 +218,11 @@ def plan_batches(durations: Sequence[float], batch_size: int, window: int | None
 
 
 def _features(processor, arrays: list[np.ndarray], device, dtype, long_form: bool) -> dict:
-    if long_form:  # keep everything; pad to the longest clip; the mask says where each clip ends
-        inputs = processor.feature_extractor(arrays, sampling_rate=SAMPLING_RATE, return_tensors="pt",
-                                             truncation=False, padding="longest", return_attention_mask=True)
-        if inputs["input_features"].shape[-1] < 3000:
-            long_form = False
-    if not long_form:
-        inputs = processor.feature_extractor(arrays, sampling_rate=SAMPLING_RATE, return_tensors="pt",
-                                             return_attention_mask=True)
+    # Short clips are padded to the 30-second window; long-form keeps everything, padded to the longest clip.
+    # Either way the mask says where each clip ends.
+    extra = {"truncation": False, "padding": "longest"} if long_form else {}
+    inputs = processor.feature_extractor(arrays, sampling_rate=SAMPLING_RATE, return_tensors="pt",
+                                         return_attention_mask=True, **extra)
     return {"input_features": inputs["input_features"].to(device, dtype=dtype),
             "attention_mask": inputs["attention_mask"].to(device)}
 
@@ -309,7 +305,7 @@ def transcribe(model, processor, clips: Iterable[Any], language: str | None = No
         texts.extend(out)  # type: ignore[arg-type]
     return Transcription(texts=texts, audio_seconds=audio_seconds, compute_seconds=compute_seconds,
                          batch_size=batch_size, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
-                         num_batches=len(sizes), batch_sizes=sizes, clip_seconds=seconds)
+                         batch_sizes=sizes, clip_seconds=seconds)
 
 
 def _windows(clips: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -517,7 +517,6 @@ def finished_state(run_dir: str | Path) -> dict | None:
 @dataclass
 class TrainingOutcome:
     status: str  # "trained", "resumed" or "already finished"
-    message: str
     global_step: int
     resumed_from: str | None = None
     train_seconds: float | None = None  # the run's training time, the part before an interruption included
@@ -599,7 +598,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         history = state.get("log_history", [])
         seconds, speed = _train_numbers(history)
         seconds = _clock_seconds(run_dir / CLOCK_FILE) or seconds
-        return TrainingOutcome("already finished", message, max_steps, None, seconds, speed, history)
+        return TrainingOutcome("already finished", max_steps, None, seconds, speed, history)
     checkpoint = last_checkpoint(run_dir)
     if checkpoint is not None:
         step = int(checkpoint.name.split("-")[1])
@@ -619,7 +618,6 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         trainer.remove_callback(clock)
     return TrainingOutcome(
         status,
-        message,
         trainer.state.global_step,
         resumed_from=checkpoint.name if checkpoint else None,
         train_seconds=before + result.metrics.get("train_runtime", 0.0),
@@ -796,7 +794,7 @@ def push_model(model_dir: str | Path, repo_id: str, private: bool = True) -> str
 
 def history_frame(log_history: list) -> dict[str, list]:
     """Steps and values of the training loss and the evaluation WERs, for plotting and tables."""
-    out = {"loss_step": [], "loss": [], "eval_step": [], "wer": [], "wer_orthographic": [], "looping": []}
+    out = {"loss_step": [], "loss": [], "eval_step": [], "wer": [], "wer_orthographic": []}
     for h in log_history:
         if "loss" in h:
             out["loss_step"].append(h["step"])
@@ -805,7 +803,6 @@ def history_frame(log_history: list) -> dict[str, list]:
             out["eval_step"].append(h["step"])
             out["wer"].append(h["eval_wer"])
             out["wer_orthographic"].append(h.get("eval_wer_orthographic"))
-            out["looping"].append(h.get("eval_looping", 0.0))
     return out
 
 
