@@ -5,7 +5,9 @@ clip, `model.generate` on it, decode, next clip. The helpers instead group clips
 whole batch per `generate` call. Both run on the same clips, with the same model, precision, language and greedy
 decoding, after the same warm-up; each is timed over feature extraction, generation and decoding. The script
 prints both RTFx values (seconds of audio per second of compute), their ratio, and whether the transcripts
-agree.
+agree. It also times the encoder alone on the same batches: Whisper's encoder always reads a 30-second window,
+whatever the clip's length, and batching does not make that work smaller. Loop time over encoder time is the
+most any batching could gain on this machine, even if decoding cost nothing.
 
     .venv/bin/python benchmarks/bench_inference.py                     # whisper-base, Spanish sample, test split
     .venv/bin/python benchmarks/bench_inference.py --model models/whisper-tiny.en --language en --batch-size 12
@@ -44,6 +46,23 @@ def one_by_one(model, processor, arrays, language):
     return texts, time.perf_counter() - start
 
 
+def encoder_only(model, processor, arrays, batch_size):
+    """Seconds for the features and the encoder pass of every clip, in batches of `batch_size`."""
+    import torch
+
+    from helpers.inference import SAMPLING_RATE, _sync
+
+    encoder = model.get_encoder()
+    _sync(model.device.type)
+    start = time.perf_counter()
+    for i in range(0, len(arrays), batch_size):
+        features = processor(arrays[i:i + batch_size], sampling_rate=SAMPLING_RATE, return_tensors="pt").input_features
+        with torch.inference_mode():
+            encoder(features.to(model.device, dtype=model.dtype))
+    _sync(model.device.type)
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/whisper-base")
@@ -75,12 +94,14 @@ def main(argv=None) -> int:
           f"{args.dataset}/{args.language}/{args.split}")
 
     warm_up(model, processor, arrays[0], args.language)
-    loop_seconds, batch_seconds = [], []
+    loop_seconds, batch_seconds, encoder_seconds = [], [], []
     for _ in range(args.repeats):
         loop_texts, seconds = one_by_one(model, processor, arrays, args.language)
         loop_seconds.append(seconds)
         result = transcribe(model, processor, arrays, language=args.language, batch_size=args.batch_size)
         batch_seconds.append(result.compute_seconds)
+        # the encoder's share at one clip and at a whole batch per call, whichever is faster per clip here
+        encoder_seconds.append(min(encoder_only(model, processor, arrays, size) for size in (1, args.batch_size)))
     loop_rtfx, batch_rtfx = rtfx(audio_seconds, min(loop_seconds)), rtfx(audio_seconds, min(batch_seconds))
     same = sum(a == b for a, b in zip(loop_texts, result.texts))
 
@@ -88,6 +109,8 @@ def main(argv=None) -> int:
     print(f"batched (size {args.batch_size:>3}) : {min(batch_seconds):7.2f} s   RTFx {batch_rtfx:7.2f}   "
           f"batches {result.batch_sizes}")
     print(f"speed-up           : {batch_rtfx / loop_rtfx:.2f}x")
+    print(f"encoder alone      : {min(encoder_seconds):7.2f} s   (its best batch size; {min(encoder_seconds) / min(batch_seconds):.0%} "
+          f"of the batched time): the most any batching could gain here is {min(loop_seconds) / min(encoder_seconds):.2f}x")
     print(f"identical transcripts: {same} of {len(arrays)}")
     if hasattr(os, "getloadavg"):
         print(f"machine load (1-minute average) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
