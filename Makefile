@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/whisper-curriculum/kernel.json
+BROWSER := $(VENV)/.browser
 MODELS := models/whisper-base/model.safetensors models/whisper-tiny.en/model.safetensors
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
@@ -33,17 +34,25 @@ $(INSTALLED): requirements.txt
 $(KERNEL): $(INSTALLED)
 	$(PY) -m ipykernel install --sys-prefix --name whisper-curriculum --display-name "Python (whisper-curriculum)" >/dev/null
 
+# The JupyterLab test drives the system's Chromium with Playwright: tests only, `make demo` and `make lab` skip it.
+$(BROWSER): requirements-test.txt $(INSTALLED)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+		{ echo "the tests need Chromium for the JupyterLab test: install the 'chromium' package" >&2; exit 1; }
+	touch $@
+
 models/%/model.safetensors: $(INSTALLED)
 	$(PY) -m helpers.convert $*
 
 demo: setup
 	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
 
-test: setup
+test: setup $(BROWSER)
 	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests $(NOTEBOOKS)
 
-unit: setup
+unit: setup $(BROWSER)
 	$(PY) -m pytest -p no:cacheprovider tests
 
 nbval: setup
