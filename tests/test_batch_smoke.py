@@ -1,7 +1,7 @@
-"""The real curriculum, headless: notebooks 00 -> 04 for two sample languages with configs/smoke.yaml.
+"""The real curriculum, headless: notebooks 00 -> 04 through the batch runner with configs/smoke.yaml.
 
 Slow (minutes on 2 CPU cores): every notebook runs end to end on the registered whisper-curriculum kernel,
-with a couple of training steps on a few clips per language.
+with one training step on a few clips per language.
 """
 
 from __future__ import annotations
