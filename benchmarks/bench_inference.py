@@ -109,8 +109,10 @@ def main(argv=None) -> int:
     print(f"batched (size {args.batch_size:>3}) : {min(batch_seconds):7.2f} s   RTFx {batch_rtfx:7.2f}   "
           f"batches {result.batch_sizes}")
     print(f"speed-up           : {batch_rtfx / loop_rtfx:.2f}x")
-    print(f"encoder alone      : {min(encoder_seconds):7.2f} s   (its best batch size; {min(encoder_seconds) / min(batch_seconds):.0%} "
-          f"of the batched time): the most any batching could gain here is {min(loop_seconds) / min(encoder_seconds):.2f}x")
+    encoder = min(encoder_seconds)
+    share, bound = encoder / min(batch_seconds), min(loop_seconds) / encoder
+    print(f"encoder alone      : {encoder:7.2f} s   (its best batch size; {share:.0%} of the batched time): "
+          f"the most any batching could gain here is {bound:.2f}x")
     print(f"identical transcripts: {same} of {len(arrays)}")
     if hasattr(os, "getloadavg"):
         print(f"machine load (1-minute average) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "

@@ -244,7 +244,7 @@ def _generate_batch(model, processor, arrays: list[np.ndarray], kwargs: dict) ->
     extra = {"return_timestamps": True} if long_form else {}
     with torch.inference_mode():
         if model.device.type == "cpu" and not long_form and len(arrays) > 1:
-            # On a CPU a batch of 30-second windows overflows the caches: the encoder is 10-15 % faster clip by
+            # On a CPU a batch of 30-second windows overflows the caches: the encoder is 15-18 % faster clip by
             # clip (benchmarks/bench_inference.py). The decoder, whose steps are small, still runs batched.
             from transformers.modeling_outputs import BaseModelOutput
 

@@ -307,9 +307,9 @@ def test_repository_folder_through_load_dataset(repository):
     np.testing.assert_array_equal(rows[0]["audio"]["array"], eager[0]["audio"]["array"])
     assert [(s["split"], s["row"]) for s in stream.skipped] == [("train", 1)]
 
-    assert text_rows(str(repository), "es", "dev") == [
-        {"sentence": s, "client_id": c, "path": p}
-        for s, c, p in [("Uno.", "7", "es_validation_0.wav"), ("Dos.", "8", "junk.wav"), ("Tres.", "9", "es_validation_2.wav")]]
+    listed = [(r["sentence"], r["client_id"], r["path"]) for r in text_rows(str(repository), "es", "dev")]
+    assert listed == [("Uno.", "7", "es_validation_0.wav"), ("Dos.", "8", "junk.wav"),  # audio is not read
+                      ("Tres.", "9", "es_validation_2.wav")]
 
     with pytest.raises(ValueError, match=r"no configuration 'de'; available: es, fr"):
         load_split(str(repository), "de", "train")
