@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/whisper-curriculum/kernel.json
-BROWSER := $(VENV)/.browser
+TEST_DEPS := $(VENV)/.test-deps
 MODELS := models/whisper-base/model.safetensors models/whisper-tiny.en/model.safetensors
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
@@ -34,8 +34,9 @@ $(INSTALLED): requirements.txt
 $(KERNEL): $(INSTALLED)
 	$(PY) -m ipykernel install --sys-prefix --name whisper-curriculum --display-name "Python (whisper-curriculum)" >/dev/null
 
-# The JupyterLab test drives the system's Chromium with Playwright: tests only, `make demo` and `make lab` skip it.
-$(BROWSER): requirements-test.txt $(INSTALLED)
+# What only the tests need (requirements-test.txt, and Chromium for the JupyterLab test); `make demo` and `make lab`
+# skip it.
+$(TEST_DEPS): requirements-test.txt $(INSTALLED)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
@@ -48,11 +49,11 @@ models/%/model.safetensors: $(INSTALLED)
 demo: setup
 	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
 
-test: setup $(BROWSER)
+test: setup $(TEST_DEPS)
 	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests $(NOTEBOOKS)
 
-unit: setup $(BROWSER)
+unit: setup $(TEST_DEPS)
 	$(PY) -m pytest -p no:cacheprovider tests
 
 nbval: setup

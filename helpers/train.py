@@ -226,6 +226,10 @@ def resolve_settings(cfg: TrainConfig, defaults: DeviceDefaults) -> dict:
 OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor", "adamw_8bit": "adamw_bnb_8bit"}
 
 
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
 def check_optimizer(name: str) -> str:
     """The Trainer's `optim` value for one of our optimiser names; a clear error when it cannot run here."""
     if name not in OPTIMIZERS:
@@ -234,7 +238,7 @@ def check_optimizer(name: str) -> str:
         import torch
 
         missing = []
-        if importlib.util.find_spec("bitsandbytes") is None:
+        if not _installed("bitsandbytes"):
             missing.append("the bitsandbytes package (pip install bitsandbytes)")
         if not torch.cuda.is_available():
             missing.append("a CUDA GPU")
@@ -248,7 +252,7 @@ def check_optimizer(name: str) -> str:
 
 def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.05):
     """Wrap the model with LoRA adapters on the attention projections (needs the peft package)."""
-    if importlib.util.find_spec("peft") is None:
+    if not _installed("peft"):
         raise RuntimeError(
             "lora=True needs the peft package, which is not installed: `pip install peft` (and pin it in "
             "requirements.txt), or set lora=False to fine-tune all weights."
@@ -600,6 +604,19 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         seconds = _clock_seconds(run_dir / CLOCK_FILE) or seconds
         return TrainingOutcome("already finished", max_steps, None, seconds, speed, history)
     checkpoint = last_checkpoint(run_dir)
+    if checkpoint is not None and int(checkpoint.name.split("-")[1]) >= max_steps:
+        # The run stopped after its last checkpoint but before the model was saved. Trainer.train would resume
+        # and then take one step too many (it checks max_steps only after a step), so load the checkpoint.
+        from transformers import TrainerState
+
+        trainer._load_from_checkpoint(str(checkpoint))  # full weights, or LoRA adapters
+        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        if trainer.is_world_process_zero():
+            print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
+                  "model).", flush=True)
+        history = list(trainer.state.log_history)
+        seconds = _clock_seconds(run_dir / CLOCK_FILE) or _train_numbers(history)[0]
+        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, seconds, None, history)
     if checkpoint is not None:
         step = int(checkpoint.name.split("-")[1])
         message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 
 import datasets
 import numpy as np
@@ -144,14 +145,41 @@ def test_adafactor_is_what_the_trainer_builds(tiny_data, tiny_en_dir, tmp_path):
     assert isinstance(trainer.create_optimizer(), Adafactor)
 
 
-def test_lora_without_peft_says_how_to_get_it(tiny_en_dir):
-    if importlib.util.find_spec("peft") is None:
-        with pytest.raises(RuntimeError, match="pip install peft"):
-            T.load_model(str(tiny_en_dir), "en", lora=True)
-    else:
-        model, _, _ = T.load_model(str(tiny_en_dir), "en", lora=True)
-        trainable, total = T.trainable_parameters(model)
-        assert 0 < trainable < total / 10
+def test_lora_without_peft_says_how_to_get_it(tiny_en_dir, monkeypatch):
+    monkeypatch.setattr(T, "_installed", lambda package: package != "peft")  # as where peft is not installed
+    with pytest.raises(RuntimeError, match="pip install peft"):
+        T.load_model(str(tiny_en_dir), "en", lora=True)
+
+
+def test_lora_trains_adapters_and_saves_a_plain_merged_model(mini_dir, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
+    model, _, _ = T.load_model(str(mini_dir), "en", lora=True)
+    trainable, total = T.trainable_parameters(model)
+    assert 0 < trainable < total / 10  # only the adapters train
+
+    folder = tmp_path / "cv" / "en"
+    write_cv_folder(folder, {"train": [(s, 1.0 + 0.2 * i, "a") for i, s in enumerate(SENTENCES[:4])],
+                             "dev": [("the sun is bright", 1.1, "b")], "test": [("good night", 0.9, "c")]})
+    run_dir = tmp_path / "run"
+    argv = ["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
+            "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8",
+            "--learning-rate", "0.01", "--lora", "true"]
+    assert T.main(argv) == 0
+    assert json.loads((run_dir / "training.json").read_text())["hyperparameters"]["lora"] is True
+
+    saved = WhisperForConditionalGeneration.from_pretrained(run_dir / "model").state_dict()  # no peft needed
+    base = WhisperForConditionalGeneration.from_pretrained(mini_dir).state_dict()
+    assert saved.keys() == base.keys()  # the adapters are merged in: no lora_A / lora_B weights left
+    changed = {name for name in base if not torch.equal(saved[name], base[name])}
+    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed), changed
+
+    shutil.rmtree(run_dir / "model")  # as if stopped after the last checkpoint, before the model was saved
+    assert T.main(argv) == 0
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["status"] == "resumed" and summary["steps"] == 2  # no step beyond max_steps
+    again = WhisperForConditionalGeneration.from_pretrained(run_dir / "model").state_dict()
+    assert all(torch.equal(again[name], saved[name]) for name in saved)
 
 
 def test_freeze_encoder_trains_the_decoder_only(tiny_en_dir):
@@ -402,6 +430,12 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     assert again["status"] == "already finished" and again["final"] == summary["final"]
     assert again["train_seconds"] == summary["train_seconds"]
     assert card.read_text().endswith("Added by notebook 04.\n")
+
+    shutil.rmtree(run_dir / "model")  # stopped after the last checkpoint, before the model was saved
+    assert T.main(argv) == 0
+    resumed = json.loads((run_dir / "training.json").read_text())
+    assert resumed["status"] == "resumed" and resumed["steps"] == 2  # the checkpoint's weights, no extra step
+    assert resumed["final"]["wer"] == summary["final"]["wer"]
 
 
 def test_training_text_follows_notebook_02(tmp_path):
