@@ -604,13 +604,24 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         seconds = _clock_seconds(run_dir / CLOCK_FILE) or seconds
         return TrainingOutcome("already finished", max_steps, None, seconds, speed, history)
     checkpoint = last_checkpoint(run_dir)
-    if checkpoint is not None and int(checkpoint.name.split("-")[1]) >= max_steps:
+    step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
+    if step > max_steps:
+        raise RuntimeError(
+            f"{checkpoint} is further than max_steps ({max_steps}). Set max_steps={step} to finish that run, "
+            "retrain=True to train again from the start, or choose another run_dir."
+        )
+    if step == max_steps and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
         # The run stopped after its last checkpoint but before the model was saved. Trainer.train would resume
         # and then take one step too many (it checks max_steps only after a step), so load the checkpoint.
+        # (Under DeepSpeed or FSDP the weights load only inside Trainer.train: there it resumes as usual.)
         from transformers import TrainerState
 
         trainer._load_from_checkpoint(str(checkpoint))  # full weights, or LoRA adapters
         trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        trainer.state.is_world_process_zero = trainer.is_world_process_zero()  # saved by process 0
+        trainer.state.is_local_process_zero = trainer.is_local_process_zero()
+        if hasattr(trainer.compute_metrics, "last"):
+            trainer.compute_metrics.last = {}  # no transcripts of this model yet: final_metrics evaluates it
         if trainer.is_world_process_zero():
             print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
                   "model).", flush=True)
@@ -618,7 +629,6 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         seconds = _clock_seconds(run_dir / CLOCK_FILE) or _train_numbers(history)[0]
         return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, seconds, None, history)
     if checkpoint is not None:
-        step = int(checkpoint.name.split("-")[1])
         message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
         status = "resumed"
     else:
@@ -664,8 +674,8 @@ def zero_shot(trainer, cfg: TrainConfig) -> tuple[dict, dict]:
 def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tuple[dict, dict]:
     """The fine-tuned model's scores on the evaluation split and its transcripts: (metrics, examples).
 
-    Taken from the evaluation at the last step when there was one (eval_steps divides max_steps), from the saved
-    run when it had finished before, else evaluated now."""
+    Taken from the evaluation at the last step when this session ran it (eval_steps divides max_steps), from the
+    saved run when it had finished before, else evaluated now."""
     final = outcome.final_eval()
     if outcome.status == "already finished":
         examples = {"references": [], "predictions": [], "looped": []}
@@ -674,7 +684,7 @@ def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tup
             examples["predictions"].append(row["fine_tuned"])
             examples["looped"].append(row["fine_tuned_looped"] == "True")
         return final, examples
-    if final.get("step") != outcome.global_step:
+    if final.get("step") != outcome.global_step or not getattr(trainer.compute_metrics, "last", None):
         final = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()} | {"step": outcome.global_step}
     return final, dict(getattr(trainer.compute_metrics, "last", {}) or {})
 

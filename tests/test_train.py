@@ -420,6 +420,8 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
                  "dropped_rows.csv", "examples.csv", "zero_shot.json"):
         assert (run_dir / name).is_file(), name
     assert "a very long recording" in (run_dir / "dropped_rows.csv").read_text()
+    examples = T.read_examples(run_dir / "examples.csv")
+    assert [row["reference"] for row in examples] == ["It is cold today!", "good night"]
 
     card = run_dir / "model" / "README.md"
     card.write_text(card.read_text() + "\nAdded by notebook 04.\n")
@@ -436,6 +438,11 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     resumed = json.loads((run_dir / "training.json").read_text())
     assert resumed["status"] == "resumed" and resumed["steps"] == 2  # the checkpoint's weights, no extra step
     assert resumed["final"]["wer"] == summary["final"]["wer"]
+    assert T.read_examples(run_dir / "examples.csv") == examples  # the fine-tuned transcripts, made again
+
+    shutil.rmtree(run_dir / "model")
+    with pytest.raises(RuntimeError, match=r"further than max_steps \(1\)"):  # a checkpoint past max_steps
+        T.main([*argv, "--max-steps", "1"])
 
 
 def test_training_text_follows_notebook_02(tmp_path):
