@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/whisper-curriculum/kernel.json
 TEST_DEPS := $(VENV)/.test-deps
+BROWSER := $(VENV)/.browser
 MODELS := models/whisper-base/model.safetensors models/whisper-tiny.en/model.safetensors
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
@@ -34,13 +35,16 @@ $(INSTALLED): requirements.txt
 $(KERNEL): $(INSTALLED)
 	$(PY) -m ipykernel install --sys-prefix --name whisper-curriculum --display-name "Python (whisper-curriculum)" >/dev/null
 
-# What only the tests need (requirements-test.txt, and Chromium for the JupyterLab test); `make demo` and `make lab`
-# skip it.
+# What only the tests need (requirements-test.txt; Chromium for the JupyterLab test); `make demo` and `make lab` skip it.
 $(TEST_DEPS): requirements-test.txt $(INSTALLED)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
-	command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
+	touch $@
+
+$(BROWSER): | $(INSTALLED)
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ command -v apt-get >/dev/null && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
-		{ echo "the tests need Chromium for the JupyterLab test: install the 'chromium' package" >&2; exit 1; }
+		{ echo "make test needs Chromium for its JupyterLab test: install the 'chromium' package" >&2; exit 1; }
 	touch $@
 
 models/%/model.safetensors: $(INSTALLED)
@@ -49,12 +53,13 @@ models/%/model.safetensors: $(INSTALLED)
 demo: setup
 	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
 
-test: setup $(TEST_DEPS)
+test: setup $(TEST_DEPS) $(BROWSER)
 	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests $(NOTEBOOKS)
 
+# the unit tests alone: not the smoke batch over the real notebooks, not the JupyterLab test
 unit: setup $(TEST_DEPS)
-	$(PY) -m pytest -p no:cacheprovider tests
+	$(PY) -m pytest -p no:cacheprovider tests --ignore=tests/test_batch_smoke.py --ignore=tests/test_jupyterlab.py
 
 nbval: setup
 	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)

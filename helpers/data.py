@@ -125,15 +125,19 @@ def text_rows(dataset: str, language: str, split: str, max_rows: int = 0) -> lis
 
     For questions about the text and the speakers (leaks between splits, how big a split is), where decoding
     every clip would cost minutes on a full Common Voice split. Rows with an empty sentence or a malformed line
-    are left out (`load_split` reports those); `max_rows` > 0 stops after that many rows.
+    are left out (`load_split` reports those); `max_rows` > 0 stops after that many rows. Common Voice folders
+    and audiofolders are read from their TSV, CSV or JSON lines alone; a dataset repository is streamed, which
+    still downloads its audio (without decoding it).
     """
     source = _resolve(dataset, language)
     split = _pick_split(source, split)
     if source.kind == "repository":
         raw, columns = _load_repository(source, split, streaming=True)  # audio as stored: bytes and path
-        rows = ({**{ours: example[theirs] if theirs else "" for ours, theirs in columns.items()},
-                 "path": example[columns["path"]] if columns["path"] else (example[columns["audio"]] or {}).get("path")}
-                for example in raw)
+        def listed(example: dict) -> dict:  # the clip's name from the path column, else from the audio's own path
+            path = (columns["path"] and example[columns["path"]]) or (example[columns["audio"]] or {}).get("path")
+            return {**{ours: example[theirs] if theirs else "" for ours, theirs in columns.items()}, "path": path}
+
+        rows = (listed(example) for example in raw)
     else:
         rows = (row for row in _rows(source, split) if not row["skip"])
     out = []
@@ -170,7 +174,7 @@ def _resolve(dataset: str, language: str) -> _Source:
     if path.is_dir():
         return _local_source(path, _shown(path), language)
     if hub_id(dataset):
-        return _repository_source(dataset, dataset, language)
+        return _repository_source(hub_id(dataset), hub_id(dataset), language)
     raise FileNotFoundError(f"Dataset folder {dataset!r} not found (a Hub id looks like 'org/name').")
 
 

@@ -290,18 +290,20 @@ def overlap_rows(overlaps: Mapping[str, Mapping], against: str = "test") -> list
             for name, item in overlaps.items()]
 
 
-def validated_leak(dataset: str, language: str, test) -> dict | None:
-    """Overlap of Common Voice's `validated` list with the test split (None when the source has no such list).
+def validated_leak(dataset: str, language: str) -> dict | None:
+    """Overlap of Common Voice's `validated` list with the whole test split (None when the source has no such
+    list), and `test_clips`, the size of the test split.
 
     validated.tsv holds every validated clip, the test clips included: training on it "for more data" trains
-    on the test set. Only its text and speaker columns are read (no audio), so the whole list is checked."""
+    on the test set. Only the lists' text and speaker columns are read (no audio), so both are checked whole."""
     from helpers.data import text_rows
 
     try:
         validated = text_rows(dataset, language, "validated")
     except ValueError:
         return None
-    return overlap(validated, test)
+    test = text_rows(dataset, language, "test")
+    return {**overlap(validated, test), "test_clips": len(test)}
 
 
 # --------------------------------------------------------------------------------------------- streaming
@@ -328,13 +330,15 @@ def text_column(ds) -> str:
 
 
 def restyle(text: str, casing: str) -> str:
-    """"keep" the text, "lower" its case, or make it "plain" (lower case, no punctuation: `sentence_key`)."""
+    """"keep" the text, "lower" its case, or make it "plain": lower case without punctuation or symbols, spaces
+    kept single, the way FLEURS' `transcription` column is written."""
     if casing not in CASINGS:
         raise ValueError(f"casing must be one of {', '.join(CASINGS)}, got {casing!r}")
     if casing == "lower":
         return text.lower()
     if casing == "plain":
-        return sentence_key(text)
+        text = unicodedata.normalize("NFC", text).casefold()
+        return " ".join("".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text).split())
     return text
 
 
@@ -343,7 +347,7 @@ def fleurs_style(ds):
     speaker ids. Used to show what mixing two differently shaped sources involves."""
     column = text_column(ds)
     ds = ds.remove_columns([c for c in ds.column_names if c not in ("audio", column)])
-    return ds.map(lambda row: {"transcription": sentence_key(row[column])}, remove_columns=[column])
+    return ds.map(lambda row: {"transcription": restyle(row[column], "plain")}, remove_columns=[column])
 
 
 def harmonise(ds, source: str, casing: str = "keep"):

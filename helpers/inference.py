@@ -73,7 +73,7 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "aut
 
     from helpers.files import hub_id
 
-    name = str(name_or_path)
+    name = hub_id(name_or_path) or str(name_or_path)
     if not hub_id(name) and not Path(name).expanduser().exists():
         raise FileNotFoundError(
             f"model {name!r}: no such folder. Give a Hugging Face Hub id such as 'openai/whisper-small' or a "

@@ -156,13 +156,19 @@ def _metadata_rows(ds, columns: list[str]) -> list[dict]:
 # ------------------------------------------------------------------------------------- eval overlap
 
 
+# Unicode categories that do not make two sentences different: punctuation (P*), separators (Z*), control and
+# format characters (Cc, Cf).
+IGNORED_IN_KEYS = {"Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cf"}
+
+
 def sentence_key(text: str) -> str:
-    """A sentence reduced for comparison, the way a listener hears it: Unicode form (NFKC), case, punctuation,
-    symbols and spacing do not matter; letters, accents and digits do. Notebook 01's leak counts and the
-    training split's overlap filter both use it."""
+    """A sentence reduced for comparison (a key, not text to show): two sentences are the same when they differ
+    only in Unicode form (NFKC), case, punctuation, spacing or invisible format characters (a zero-width
+    joiner, a soft hyphen). Letters, marks, digits and symbols ($, €, +) count. Spacing is dropped altogether, so
+    that scripts written without spaces (Chinese, Japanese, Thai) compare the same around punctuation.
+    Notebook 01's leak counts and the training split's overlap filter both use it."""
     text = unicodedata.normalize("NFKC", str(text)).casefold()
-    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
-    return " ".join(text.split())
+    return "".join(ch for ch in text if unicodedata.category(ch) not in IGNORED_IN_KEYS and not ch.isspace())
 
 
 def clip_key(path: Any) -> str:

@@ -281,12 +281,12 @@ def test_validated_list_contains_the_test_split_and_missing_list_is_none(sample_
     from helpers.data import load_split
 
     test = load_split("sample", "es", "test")
-    leak = ex.validated_leak("sample", "es", test)
-    assert leak["sentences"] == test.num_rows and leak["speakers"] >= 1
+    leak = ex.validated_leak("sample", "es")
+    assert leak["sentences"] == leak["test_clips"] == test.num_rows and leak["speakers"] >= 1
     rows = ex.overlap_rows({"validated": leak}, against="test")
     assert rows[0]["splits"] == "validated / test" and rows[0]["shared sentences"] == test.num_rows
     folder = ex.damaged_copy(sample_root / "es", tmp_path / "es")  # test.tsv only: no validated list
-    assert ex.validated_leak(str(folder), "es", test) is None
+    assert ex.validated_leak(str(folder), "es") is None
 
 
 def test_sample_folder_falls_back_to_english(sample_root):
