@@ -674,7 +674,7 @@ def zero_shot(trainer, cfg: TrainConfig) -> tuple[dict, dict]:
 def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tuple[dict, dict]:
     """The fine-tuned model's scores on the evaluation split and its transcripts: (metrics, examples).
 
-    Taken from the evaluation at the last step when this session ran it (eval_steps divides max_steps), from the
+    Taken from the evaluation at the last step when this process ran it (eval_steps divides max_steps), from the
     saved run when it had finished before, else evaluated now."""
     final = outcome.final_eval()
     if outcome.status == "already finished":
