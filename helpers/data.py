@@ -31,6 +31,7 @@ dataset repositories the index in the split), kept in `ds.skipped` and appended 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 from collections import Counter
@@ -120,6 +121,29 @@ def load_split(dataset: str, language: str, split: str, streaming: bool = False,
     return ds
 
 
+def load_capped(dataset: str, language: str, split: str, max_clips: int = 0, skipped: list | None = None):
+    """`helpers.data.load_split`, reading at most `max_clips` usable rows (0 = the whole split).
+
+    A full Common Voice split can hold hundreds of thousands of clips; decoding them all just to look at them
+    takes hours. With a cap the split is streamed and only its first rows are decoded. The result is a
+    `datasets.Dataset` either way, with `skipped` (the rows skipped before the cap) and `capped` (True when the
+    cap was reached, so the numbers describe the first `max_clips` rows only).
+    """
+    if not max_clips:
+        ds = load_split(dataset, language, split, skipped=skipped)
+        ds.capped = False
+        return ds
+    own: list = []
+    stream = load_split(dataset, language, split, streaming=True, skipped=own)
+    rows = list(itertools.islice(stream, max_clips))
+    ds = datasets.Dataset.from_list(rows, features=FEATURES) if rows else datasets.Dataset.from_list([], FEATURES)
+    ds.set_format("numpy", columns=["audio"], output_all_columns=True)
+    ds.skipped, ds.capped = own, len(rows) == max_clips
+    if skipped is not None:
+        skipped.extend(own)
+    return ds
+
+
 def text_rows(dataset: str, language: str, split: str, max_rows: int = 0) -> list[dict]:
     """The `sentence`, `client_id` and `path` of a split's rows, without reading any audio.
 
@@ -173,8 +197,8 @@ def _resolve(dataset: str, language: str) -> _Source:
     path = Path(dataset).expanduser()
     if path.is_dir():
         return _local_source(path, _shown(path), language)
-    if hub_id(dataset):
-        return _repository_source(hub_id(dataset), hub_id(dataset), language)
+    if hub := hub_id(dataset):
+        return _repository_source(hub, hub, language)
     raise FileNotFoundError(f"Dataset folder {dataset!r} not found (a Hub id looks like 'org/name').")
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 from helpers import metrics as M
 from helpers.files import hub_id, write_json
 from helpers.inference import Transcription, load_model, transcribe, warm_up
+from helpers.normalize import base_language
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"
@@ -436,8 +437,6 @@ def update_model_card(model_dir: str | Path, results: dict) -> Path:
     text gets an "Evaluation" section (replaced on the next run). A folder without README.md gets a minimal card.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from helpers.normalize import base_language
 
     path = Path(model_dir) / "README.md"
     if path.is_file():

@@ -57,36 +57,6 @@ CATEGORY_QUESTIONS = {
 SPLITS = ("train", "dev", "test")
 
 
-# ------------------------------------------------------------------------------------------------ loading
-def load_capped(dataset: str, language: str, split: str, max_clips: int = 0, skipped: list | None = None):
-    """`helpers.data.load_split`, reading at most `max_clips` usable rows (0 = the whole split).
-
-    A full Common Voice split can hold hundreds of thousands of clips; decoding them all just to look at them
-    takes hours. With a cap the split is streamed and only its first rows are decoded. The result is a
-    `datasets.Dataset` either way, with `skipped` (the rows skipped before the cap) and `capped` (True when the
-    cap was reached, so the numbers describe the first `max_clips` rows only).
-    """
-    import itertools
-
-    import datasets
-
-    from helpers.data import FEATURES, load_split
-
-    if not max_clips:
-        ds = load_split(dataset, language, split, skipped=skipped)
-        ds.capped = False
-        return ds
-    own: list = []
-    stream = load_split(dataset, language, split, streaming=True, skipped=own)
-    rows = list(itertools.islice(stream, max_clips))
-    ds = datasets.Dataset.from_list(rows, features=FEATURES) if rows else datasets.Dataset.from_list([], FEATURES)
-    ds.set_format("numpy", columns=["audio"], output_all_columns=True)
-    ds.skipped, ds.capped = own, len(rows) == max_clips
-    if skipped is not None:
-        skipped.extend(own)
-    return ds
-
-
 def sample_folder(language: str) -> Path:
     """The embedded sample's folder for `language`, or the English one when the sample lacks the language."""
     from helpers.data import SAMPLE_DIR

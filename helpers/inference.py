@@ -73,8 +73,9 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "aut
 
     from helpers.files import hub_id
 
-    name = hub_id(name_or_path) or str(name_or_path)
-    if not hub_id(name) and not Path(name).expanduser().exists():
+    hub = hub_id(name_or_path)
+    name = hub or str(name_or_path)
+    if not hub and not Path(name).expanduser().exists():
         raise FileNotFoundError(
             f"model {name!r}: no such folder. Give a Hugging Face Hub id such as 'openai/whisper-small' or a "
             "folder holding config.json, the weights and the processor files"

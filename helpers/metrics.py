@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from helpers.normalize import base_language
+
 Normalizer = Callable[[str], str]
 
 
@@ -422,8 +424,6 @@ def is_wrong_language(reference: str, prediction: str, language: str) -> bool:
     True when the prediction's function words point to a language other than `language` (a Common Voice
     locale; only its base "pt" of "pt-BR" counts) while the reference's do not point there too.
     """
-    from helpers.normalize import base_language
-
     base = base_language(language)
     guess = function_word_language(prediction)
     return guess is not None and guess != base and function_word_language(reference) != guess

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from helpers.files import hub_id, write_json
+from helpers.normalize import base_language
 from helpers.prepare import (
     FILTER_REASONS,
     OVERLAP_REASONS,
@@ -545,6 +546,11 @@ def _clock_seconds(path: Path) -> float | None:
         return None
 
 
+def _run_seconds(run_dir: Path, history: list) -> float | None:
+    """Training time of a run read back from disk: the clock file (all sessions), else the trainer's own log."""
+    return _clock_seconds(run_dir / CLOCK_FILE) or _train_numbers(history)[0]
+
+
 def _clock_callback(path: Path, before: float):
     """Keeps run_dir/train_seconds.json at `before` + this session's time, written at every checkpoint and at the
     end, so that a resumed run reports the time of all its sessions."""
@@ -600,9 +606,8 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         if trainer.is_world_process_zero():
             print(message, flush=True)
         history = state.get("log_history", [])
-        seconds, speed = _train_numbers(history)
-        seconds = _clock_seconds(run_dir / CLOCK_FILE) or seconds
-        return TrainingOutcome("already finished", max_steps, None, seconds, speed, history)
+        return TrainingOutcome("already finished", max_steps, None, _run_seconds(run_dir, history),
+                               _train_numbers(history)[1], history)
     checkpoint = last_checkpoint(run_dir)
     step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
     if step > max_steps:
@@ -626,8 +631,8 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
             print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
                   "model).", flush=True)
         history = list(trainer.state.log_history)
-        seconds = _clock_seconds(run_dir / CLOCK_FILE) or _train_numbers(history)[0]
-        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, seconds, None, history)
+        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, _run_seconds(run_dir, history),
+                               None, history)
     if checkpoint is not None:
         message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
         status = "resumed"
@@ -729,8 +734,6 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
 
     model_dir = Path(model_dir)
     name = f"{Path(base_model.rstrip('/')).name}-{language}"  # e.g. whisper-small-es
-    from helpers.normalize import base_language
-
     lang = base_language(language)
     try:
         from helpers.languages import whisper_language

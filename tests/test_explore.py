@@ -7,6 +7,7 @@ import pytest
 from datasets import Dataset
 
 from helpers import explore as ex
+from helpers.data import load_capped
 from helpers import widgets
 
 
@@ -230,19 +231,19 @@ def test_format_mapping():
 # ------------------------------------------------------------------------------------ notebook 01 plumbing
 def test_load_capped_streams_only_the_first_rows():
     skipped = []
-    full = ex.load_capped("sample", "es", "dev", 0, skipped)
-    capped = ex.load_capped("sample", "es", "dev", 3, skipped)
+    full = load_capped("sample", "es", "dev", 0, skipped)
+    capped = load_capped("sample", "es", "dev", 3, skipped)
     assert not full.capped and capped.capped and capped.num_rows == 3
     assert list(capped["sentence"]) == list(full["sentence"])[:3]
     assert isinstance(capped[0]["audio"]["array"], np.ndarray) and capped[0]["duration"] == full[0]["duration"]
-    roomy = ex.load_capped("sample", "es", "dev", 1000)
+    roomy = load_capped("sample", "es", "dev", 1000)
     assert not roomy.capped and roomy.num_rows == full.num_rows and skipped == []
 
 
 def test_load_capped_records_skips_before_the_cap(sample_root, tmp_path):
     folder = ex.damaged_copy(sample_root / "es", tmp_path / "es")
     skipped = []
-    ds = ex.load_capped(str(folder), "es", "test", 2, skipped)
+    ds = load_capped(str(folder), "es", "test", 2, skipped)
     assert ds.num_rows == 2 and len(skipped) == 4 and ds.skipped == skipped  # rows 2-5 broken, then 2 good ones
 
 
