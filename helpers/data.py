@@ -23,7 +23,14 @@ decodes clip by clip as you iterate and yields the rows as decoded (array float3
 Its `features` is None on purpose: with features set, datasets 5.2 turns every sample into a Python float and
 then back into an array, which made streaming the sample 60 times slower (45 s instead of 0.8 s).
 
-Rows that cannot be used (missing or corrupt clip, empty sentence, a TSV row with a missing field) are skipped.
+With decode=False (what training uses) nothing is decoded: each row is light (about 200 bytes), its `audio` a
+reference {"bytes": None or the encoded file, "path": the file} that `decode_clip` turns into samples when a
+batch needs them, and `duration` the clip's length from Common Voice's clip_durations.tsv when the release has
+one (None when not known before decoding). Two more columns say where a row came from: `split` and `row`. A
+million-row split stays a few hundred MB, and nothing per clip is written to disk.
+
+Rows that cannot be used (missing or corrupt clip, empty sentence, a TSV row with a missing field) are skipped
+(with decode=False, a corrupt clip is found only when it is decoded: see `decode_clip`).
 Each skip is a dict {"split", "path", "row", "reason"} (row: the line in the TSV/metadata file, header = 1; for
 dataset repositories the index in the split), kept in `ds.skipped` and appended to the `skipped` list if given.
 """
@@ -66,6 +73,19 @@ FEATURES = datasets.Features(
     }
 )
 _DECODED_FEATURES = datasets.Features({**FEATURES, "row": datasets.Value("int64"), "skip": datasets.Value("string")})
+# decode=False: the audio as a reference to decode later, where the row came from (split, line)
+LIGHT_FEATURES = datasets.Features(
+    {
+        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+        "sentence": datasets.Value("string"),
+        "client_id": datasets.Value("string"),
+        "path": datasets.Value("string"),
+        "duration": datasets.Value("float64"),
+        "split": datasets.Value("string"),
+        "row": datasets.Value("int64"),
+    }
+)
+CLIP_DURATIONS = "clip_durations.tsv"  # Common Voice releases since 2023: clip name -> duration in ms
 # Standard column -> source column, for sources whose rows are already in our shape.
 _OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_id", "path": "path"}
 
@@ -99,18 +119,22 @@ def resolve_dataset(dataset: str, language: str) -> str:
     return str(_resolve(dataset, language))
 
 
-def load_split(dataset: str, language: str, split: str, streaming: bool = False, skipped: list | None = None):
+def load_split(dataset: str, language: str, split: str, streaming: bool = False, skipped: list | None = None,
+               decode: bool = True):
     """Load `split` ("train", "dev"/"validation", "test", or several joined by "+") of `dataset` in `language`.
 
     Returns a datasets.Dataset (or an IterableDataset with streaming=True) with the columns described in the
     module docstring, and the skipped rows in its `skipped` attribute (also appended to `skipped` if given).
+    decode=False gives light rows whose audio is decoded later (`decode_clip`), for data of any size.
     Raises ValueError for an unknown language, split or dataset layout, FileNotFoundError for a missing folder.
     """
     source = _resolve(dataset, language)
     names = [part.strip() for part in split.split("+")]
     own: list[dict] = []
     sink = _SkipSink(own, skipped)
-    if streaming:
+    if not decode:
+        ds = _stream(source, names, sink, decode=False) if streaming else _light(source, names, sink)
+    elif streaming:
         ds = _stream(source, names, sink)
     else:
         parts = [_load_part(source, name, sink) for name in names]
@@ -172,6 +196,16 @@ def text_rows(dataset: str, language: str, split: str, max_rows: int = 0) -> lis
             if len(out) == max_rows:
                 break
     return out
+
+
+def decode_clip(row: dict) -> tuple[np.ndarray | None, str]:
+    """The 16 kHz mono samples of a row of `load_split` (decoded or light), and "" ; or (None, the reason) when the
+    clip cannot be used (missing, corrupt). Safe to call in DataLoader worker processes."""
+    audio = row.get("audio") or {}
+    if isinstance(audio, dict) and audio.get("array") is not None:
+        return np.asarray(audio["array"], dtype=np.float32), ""
+    result = _decode_row(audio, "-", row.get("client_id"), row.get("path"))  # only the audio is checked here
+    return (result["audio"]["array"], "") if not result["skip"] else (None, result["skip"])
 
 
 def write_skipped(skipped: list[dict], path: str | Path) -> Path:
@@ -467,8 +501,71 @@ def _load_part(source: _Source, requested: str, sink: "_SkipSink") -> datasets.D
     return decoded.remove_columns(["row", "skip"])
 
 
-def _stream(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.IterableDataset:
+def _light_row(row: dict, requested: str, durations: dict) -> dict:
+    """A row of decode=False, or its skip reason in "skip" (checked without decoding: sentence, field, file)."""
+    sentence = (row["sentence"] or "").strip()
+    audio = row["audio"] if isinstance(row["audio"], dict) else {"bytes": None, "path": row["audio"]}
+    skip = row.get("skip") or ""
+    if not skip and not sentence:
+        skip = "empty sentence"
+    elif not skip and not audio.get("bytes") and not (audio.get("path") and Path(audio["path"]).is_file()):
+        skip = f"missing clip: {row['path'] or '(no path)'} not found"
+    name = row["path"] or Path(str(audio.get("path") or "")).name
+    return {"audio": {"bytes": audio.get("bytes"), "path": audio.get("path")}, "sentence": sentence,
+            "client_id": str(row["client_id"] or ""), "path": name, "duration": durations.get(Path(name).name),
+            "split": requested, "row": row["row"], "skip": skip}
+
+
+def _clip_durations(source: _Source) -> dict[str, float]:
+    """Clip name -> seconds from Common Voice's clip_durations.tsv (header `clip`, `duration[ms]`), if present."""
+    if source.kind != "common_voice" or not (Path(source.location) / CLIP_DURATIONS).is_file():
+        return {}
+    out = {}
+    with (Path(source.location) / CLIP_DURATIONS).open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader, None)
+        for fields in reader:
+            try:
+                out[fields[0]] = float(fields[1]) / 1000.0
+            except (IndexError, ValueError):
+                continue  # a malformed line only means that clip's duration is learnt when it is decoded
+    return out
+
+
+def _light(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.Dataset:
+    """decode=False, not streamed: the rows of the requested splits, nothing decoded."""
+    parts = []
+    durations = _clip_durations(source)
+    for requested in names:
+        split = _pick_split(source, requested)
+        if source.kind == "repository":  # the audio stays in the repository's own (memory-mapped) files
+            raw, columns = _load_repository(source, split, streaming=False)
+            part = raw.select_columns([c for c in dict.fromkeys(columns.values()) if c])
+            part = part.rename_columns({theirs: ours for ours, theirs in columns.items() if theirs and theirs != ours})
+            n = part.num_rows
+            for name, values in (("client_id", [""] * n), ("path", [""] * n), ("duration", [None] * n),
+                                 ("split", [requested] * n), ("row", list(range(n)))):
+                if name not in part.column_names:
+                    part = part.add_column(name, values)
+            parts.append(part.cast(LIGHT_FEATURES))
+            continue
+        columns: dict[str, list] = {name: [] for name in LIGHT_FEATURES}
+        for row in _rows(source, split):
+            light = _light_row(row, requested, durations)
+            reason = light.pop("skip")
+            if reason:
+                sink.add({"split": requested, "path": light["path"], "row": row["row"], "reason": reason})
+                continue
+            for name, value in light.items():
+                columns[name].append(value)
+        parts.append(datasets.Dataset.from_dict(columns, features=LIGHT_FEATURES))
+        _log_summary(source, requested, parts[-1].num_rows, [s for s in sink.own if s["split"] == requested])
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _stream(source: _Source, names: list[str], sink: "_SkipSink", decode: bool = True) -> datasets.IterableDataset:
     splits = [(requested, _pick_split(source, requested)) for requested in names]  # unknown splits fail now
+    durations = _clip_durations(source) if not decode else {}
 
     def generate():
         for requested, split in splits:
@@ -480,7 +577,9 @@ def _stream(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.It
             else:
                 rows = _rows(source, split)
             for row in rows:
-                if row["skip"]:
+                if not decode:
+                    result = _light_row(row, requested, durations)
+                elif row["skip"]:
                     result = row
                 else:
                     result = _decode_row(row["audio"], row["sentence"], row["client_id"], row["path"])

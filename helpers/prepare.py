@@ -7,14 +7,15 @@ The steps, in the order notebook 03 and `python -m helpers.train` run them:
 3. `filter_rows` drops rows Whisper cannot train on (audio over 30 s, labels over 448 tokens, empty
    transcripts) and counts every drop by reason.
 4. `configure_language` puts the language/task prefix into the tokenizer and the generation config.
-5. `prepare_features` computes log-mel features and label ids in batches (in parallel or lazily for large data).
-6. `SpeechCollator` pads a list of prepared rows into a training batch.
+5. `SpeechCollator` builds each batch when the Trainer asks for it (in DataLoader worker processes): it decodes
+   the clips, computes their log-mel features and label ids, and pads them. Rows stay light until then (a path
+   and a sentence), so memory and disk stay flat whatever the size of the data.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
+import math
 import os
 import unicodedata
 from collections import Counter
@@ -70,6 +71,8 @@ class DropReport:
     rows_in: int | None = None
     counts: Counter = field(default_factory=Counter)
     dropped: list[dict] = field(default_factory=list)
+    # what the count covers when rows_in is not known ahead
+    note: str = "(streamed: counted while training reads the data; the totals go to training.json)"
 
     @property
     def total(self) -> int:
@@ -79,13 +82,14 @@ class DropReport:
     def rows_out(self) -> int | None:
         return None if self.rows_in is None else self.rows_in - self.total
 
-    def add(self, reason: str, row: dict, index: int | None = None) -> None:
+    def add(self, reason: str, row: dict, index: int | str | None = None, detail: str = "") -> None:
+        """Count one row under `reason`; the written record says `detail` when given (the reason in full)."""
         self.counts[reason] += 1
         sentence = str(row.get("sentence") or "")
         self.dropped.append(
             {
                 "step": self.step,
-                "reason": reason,
+                "reason": detail or reason,
                 "row": index,
                 "path": os.path.basename(str(row.get("path") or "")),
                 "sentence": sentence[:120],
@@ -110,7 +114,7 @@ class DropReport:
         if self.rows_in is not None:
             lines.append(f"  {'kept':<{width}}  {self.rows_out:>6} of {self.rows_in}")
         else:
-            lines.append("  (streamed: counted while training reads the data; the totals go to training.json)")
+            lines.append(f"  {self.note}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -197,8 +201,10 @@ def drop_eval_overlap(train_ds, eval_ds, step: str = "overlap with evaluation sp
     return _apply(train_ds, reason_for, report, ["sentence", "path"])
 
 
-def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, columns: list[str]):
-    """Keep the rows for which `reason_for` gives None; record the others in `report`."""
+def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, columns: list[str],
+           reasons_for: Callable[[list[dict]], list[str | None]] | None = None):
+    """Keep the rows for which `reason_for` gives None; record the others in `report`. `reasons_for` (all rows
+    at once, when that is faster) is used for data that is not streamed."""
     if _is_streamed(ds):
         # A stream cannot be counted ahead: the report fills in while training reads the data, each row once
         # (training may read the stream several times).
@@ -218,8 +224,8 @@ def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, col
     rows = _metadata_rows(ds, columns)
     report.rows_in = len(rows)
     kept = []
-    for index, row in enumerate(rows):
-        reason = reason_for(row)
+    reasons = reasons_for(rows) if reasons_for is not None else [reason_for(row) for row in rows]
+    for index, (row, reason) in enumerate(zip(rows, reasons)):
         if reason is None:
             kept.append(index)
         else:
@@ -241,37 +247,41 @@ def filter_rows(
     text_transform: Callable[[str], str] | None = None,
     step: str = "filters",
 ):
-    """Drop rows Whisper cannot learn from; return (ds, DropReport) with counts per reason.
+    """Drop rows Whisper cannot learn from, deciding from the text and known durations (no audio is read);
+    return (ds, DropReport) with counts per reason.
 
     - empty transcripts (nothing to learn; also empty after `text_transform`),
-    - audio over `max_audio_seconds` (Whisper only sees 30 s: the end of the speech would be cut, not its text),
     - labels over `max_label_tokens` tokens, prefix and end token included (the decoder has 448 positions:
-      longer sequences crash training).
+      longer sequences crash training),
+    - audio over `max_audio_seconds` where the row's `duration` is known (Common Voice's clip_durations.tsv);
+      Whisper only sees 30 s, so the end of the speech would be cut, not its text. Clips of unknown duration are
+      measured when a batch decodes them, and left out then (`SpeechCollator`, `read_skips`).
 
-    Durations come from the `duration` column when the loader provides it, else from the audio itself.
     `tokenizer` must already carry the language/task prefix (see `configure_language`).
     """
     report = DropReport(step)
-    has_duration = "duration" in (ds.column_names or [])
 
-    def reason_for(row: dict) -> str | None:
-        sentence = str(row.get("sentence") or "")
-        if text_transform is not None:
-            sentence = text_transform(sentence)
-        if not sentence.strip():
-            return REASON_EMPTY
-        duration = row.get("duration")
-        if duration is None and row.get("audio") is not None:
-            audio = row["audio"]
-            duration = len(audio["array"]) / float(audio.get("sampling_rate") or SAMPLING_RATE)
-        if duration is not None and float(duration) > max_audio_seconds:
-            return REASON_AUDIO
-        if len(tokenizer(sentence).input_ids) > max_label_tokens:
-            return REASON_LABELS
-        return None
+    def texts(rows: list[dict]) -> list[str]:
+        sentences = [str(row.get("sentence") or "") for row in rows]
+        return [text_transform(s) for s in sentences] if text_transform is not None else sentences
 
-    columns = ["sentence", "path", "duration"] if has_duration else ["sentence", "path", "audio"]
-    return _apply(ds, reason_for, report, columns)
+    def reasons_for(rows: list[dict]) -> list[str | None]:
+        sentences = texts(rows)
+        lengths = iter(label_lengths(tokenizer, [s for s in sentences if s.strip()]))
+        out = []
+        for row, sentence in zip(rows, sentences):
+            if not sentence.strip():
+                out.append(REASON_EMPTY)
+                continue
+            too_long = next(lengths) > max_label_tokens
+            duration = row.get("duration")
+            if duration is not None and not math.isnan(float(duration)) and float(duration) > max_audio_seconds:
+                out.append(REASON_AUDIO)
+            else:
+                out.append(REASON_LABELS if too_long else None)
+        return out
+
+    return _apply(ds, lambda row: reasons_for([row])[0], report, ["sentence", "path", "duration"], reasons_for)
 
 
 FILTER_REASONS = (REASON_EMPTY, REASON_AUDIO, REASON_LABELS)
@@ -322,32 +332,20 @@ def configure_language(processor, model, language: str | None, task: str = "tran
 # ------------------------------------------------------------------------------------------- features
 
 
-def default_num_proc(n_rows: int | None, rows_per_process: int = 2000) -> int | None:
-    """Parallel preparation pays off for thousands of clips; below that, process start-up costs more."""
-    if not n_rows or n_rows < 2 * rows_per_process:
-        return None
-    return max(1, min(os.cpu_count() or 1, 8, n_rows // rows_per_process))
-
-
-def feature_shape(feature_extractor) -> tuple[int, int]:
-    """(mel bins, frames): (80, 3000) for most checkpoints, (128, 3000) for large-v3."""
-    return int(feature_extractor.feature_size), int(feature_extractor.nb_max_frames)
-
-
 def log_mel(arrays: list[np.ndarray], feature_extractor) -> np.ndarray:
     """Whisper's log-mel features of a batch of clips, equal to `feature_extractor(arrays).input_features`.
 
     Whisper pads every clip with silence to 30 s before its STFT. The padded frames are silent (power 0), so the
     STFT is computed here only over the speech plus one window of silence, and the silent frames are filled in;
     the log floor and scaling then follow the feature extractor exactly. A typical 5 s clip needs a sixth of the
-    work. Falls back to the feature extractor itself when it dithers or normalises (then padding is not silence).
+    work (benchmarks/bench_prepare.py measures it). Falls back to the feature extractor itself when it dithers or
+    normalises (then padding is not silence).
     """
     import torch
 
     fe = feature_extractor
     # One thread: many small transforms, where extra threads only add hand-over costs (3-10x slower on a busy
-    # machine). This also keeps forked map(num_proc=...) workers safe: PyTorch's thread pool does not survive
-    # fork, and a multi-threaded op in a worker would hang (DataLoader workers do the same).
+    # machine); DataLoader workers run with one thread anyway.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -382,130 +380,103 @@ def _log_mel_speech_only(arrays: list[np.ndarray], fe) -> np.ndarray:
     return out
 
 
-def make_batch_fn(processor, text_transform: Callable[[str], str] | None = None):
-    """The function `Dataset.map(batched=True)` applies: one call turns a batch of rows into features + labels.
-
-    One call per batch amortises the per-call overhead of `map` and Arrow; features come from `log_mel` (the
-    feature extractor's numbers, without transforming 30 s of padding per clip); the fast tokenizer encodes all
-    sentences at once with the language/task prefix.
-    """
-    feature_extractor, tokenizer = processor.feature_extractor, processor.tokenizer
-
-    def batch_fn(batch: dict) -> dict:
-        arrays = []
-        for audio in batch["audio"]:
-            rate = audio.get("sampling_rate") or SAMPLING_RATE
-            if rate != feature_extractor.sampling_rate:
-                raise ValueError(
-                    f"Audio at {rate} Hz where {feature_extractor.sampling_rate} Hz was expected: "
-                    "load the data with helpers.data.load_split, which resamples."
-                )
-            arrays.append(np.asarray(audio["array"], dtype=np.float32))
-        features = log_mel(arrays, feature_extractor)
-        sentences = [str(s) for s in batch["sentence"]]
-        if text_transform is not None:
-            sentences = [text_transform(s) for s in sentences]
-        labels = tokenizer(sentences).input_ids
-        return {"input_features": features, "labels": labels}  # log_mel gives float32
-
-    return batch_fn
-
-
-def prepare_features(
-    ds,
-    processor,
-    *,
-    text_transform: Callable[[str], str] | None = None,
-    batch_size: int = 32,
-    num_proc: int | None = None,
-    keep_columns: Iterable[str] = ("sentence",),
-):
-    """Add `input_features` (log-mel, float32) and `labels` (token ids) to every row; return the new dataset.
-
-    - In-memory/on-disk `Dataset`: batched `map`, in `num_proc` processes (default: parallel only from a few
-      thousand rows on), features stored as a fixed-shape array column (fast to write and to read back).
-    - Streamed `IterableDataset`: the same batched function runs lazily while training reads the stream.
-    The audio column is dropped; `keep_columns` (default: the sentence, for showing examples) are kept.
-    """
-    import datasets
-
-    fn = make_batch_fn(processor, text_transform)
-    if _is_streamed(ds):  # a stream may not know its columns ahead (features None): keep by name afterwards
-        keep = [c for c in keep_columns if ds.column_names is None or c in ds.column_names]
-        mapped = ds.map(fn, batched=True, batch_size=batch_size)
-        return mapped.select_columns([*keep, "input_features", "labels"])
-    keep = [c for c in keep_columns if c in ds.column_names]
-    remove = [c for c in ds.column_names if c not in keep]
-    mels, frames = feature_shape(processor.feature_extractor)
-    new_features = datasets.Features(
-        {
-            **{c: ds.features[c] for c in keep},
-            "input_features": datasets.Array2D(shape=(mels, frames), dtype="float32"),
-            "labels": datasets.List(datasets.Value("int32")),
-        }
-    )
-    if num_proc is None:
-        num_proc = default_num_proc(len(ds))
-    if num_proc is not None and num_proc <= 1:
-        num_proc = None  # datasets starts a worker process even for num_proc=1
-    return ds.map(
-        fn,
-        batched=True,
-        batch_size=batch_size,
-        num_proc=num_proc,
-        remove_columns=remove,
-        features=new_features,
-        desc="log-mel features and labels",
-        new_fingerprint=_fingerprint(ds, processor, text_transform, keep),
-    )
-
-
-def _fingerprint(ds, processor, text_transform, keep) -> str:
-    """A cache key for the prepared data, without pickling the whole processor (datasets' default took seconds)."""
-    tok = processor.tokenizer
-    parts = [
-        getattr(ds, "_fingerprint", ""),
-        tok.name_or_path,
-        str(tok.prefix_tokens),
-        str(len(tok)),
-        repr(sorted(processor.feature_extractor.to_dict().items(), key=lambda kv: kv[0]))[:100_000],
-        repr(text_transform),
-        ",".join(keep),
-        "prepare-v1",
-    ]
-    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
-
-
 # -------------------------------------------------------------------------------------------- collator
+
+READ_SKIPS = "skipped_while_reading"  # run_dir folder: clips found unusable when a batch decoded them
+_READ_FIELDS = ["split", "row", "path", "reason", "sentence"]
 
 
 @dataclass
 class SpeechCollator:
-    """Turn prepared rows into a batch: stacked features, labels padded with -100 (ignored by the loss).
+    """Build a training (or evaluation) batch from light rows, in the DataLoader's worker processes.
 
-    Whisper's features are always 30 s long, so they only need stacking. Labels differ in length: they are
-    right-padded with -100. The leading <|startoftranscript|> is removed when present because the model adds it
-    itself when it shifts the labels right to make the decoder's input.
+    For each row: decode the clip (helpers.data.decode_clip), compute its log-mel features (`log_mel`), tokenise
+    its sentence (the tokenizer adds <|startoftranscript|><|xx|><|transcribe|><|notimestamps|> and the end token).
+    Features are always 30 s long, so they only need stacking; labels differ in length, so they are right-padded
+    with -100 (ignored by the loss). The leading <|startoftranscript|> is removed: the model adds it itself when
+    it shifts the labels right to make the decoder's input.
+
+    Nothing is stored per clip: the features exist for one batch. A clip that turns out to be unusable (corrupt,
+    or longer than `max_audio_seconds` where no duration was known up front) is left out of its batch and
+    recorded as one line in `skip_dir` (one CSV file per process; `read_skips` gathers them).
     """
 
-    decoder_start_token_id: int
+    processor: Any
+    text_transform: Callable[[str], str] | None = None
+    skip_dir: str | Path | None = None
+    max_audio_seconds: float = MAX_AUDIO_SECONDS
     label_pad: int = -100
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
 
-        features = torch.stack([torch.as_tensor(np.asarray(r["input_features"], dtype=np.float32)) for r in rows])
-        labels = []
-        for r in rows:
-            ids = [int(t) for t in r["labels"]]
-            if ids and ids[0] == self.decoder_start_token_id:
-                ids = ids[1:]
-            labels.append(ids)
-        width = max(len(ids) for ids in labels)
-        padded = torch.full((len(labels), width), self.label_pad, dtype=torch.long)
+        from helpers.data import decode_clip
+
+        arrays, sentences = [], []
+        for row in rows:
+            array, reason = decode_clip(row)
+            if array is not None and len(array) > self.max_audio_seconds * SAMPLING_RATE:
+                array, reason = None, REASON_AUDIO
+            if array is None:
+                self._record(row, reason)
+                continue
+            arrays.append(array)
+            sentence = str(row["sentence"])
+            sentences.append(self.text_transform(sentence) if self.text_transform else sentence)
+        if not arrays:
+            raise RuntimeError(
+                f"Every clip of a batch was unusable ({', '.join(str(r.get('path')) for r in rows)}); see "
+                f"{self.skip_dir or 'the messages above'}. Check the dataset's clips (notebook 01 lists bad ones)."
+            )
+        features = torch.from_numpy(log_mel(arrays, self.processor.feature_extractor))
+        tokenizer = self.processor.tokenizer
+        start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+        labels = [ids[1:] if ids and ids[0] == start else ids for ids in tokenizer(sentences).input_ids]
+        padded = torch.full((len(labels), max(len(ids) for ids in labels)), self.label_pad, dtype=torch.long)
         for i, ids in enumerate(labels):
             padded[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return {"input_features": features, "labels": padded}
+
+    def _record(self, row: dict, reason: str) -> None:
+        record = {"split": row.get("split", ""), "row": row.get("row"), "path": clip_key(row.get("path")),
+                  "reason": reason, "sentence": str(row.get("sentence") or "")[:120]}
+        if self.skip_dir is None:
+            print(f"skipped {record['path']}: {reason}", flush=True)
+            return
+        folder = Path(self.skip_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{os.getpid()}.csv"
+        new = not path.exists()
+        with path.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_READ_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(record)
+
+
+def read_skips(skip_dir: str | Path, step: str = "while reading audio") -> DropReport:
+    """The clips left out of batches so far (all processes, each clip once), as a DropReport."""
+    report = DropReport(step, note="(clips found unusable when their batch was read; only clips read so far count)")
+    seen = set()
+    for path in sorted(Path(skip_dir).glob("*.csv")) if Path(skip_dir).is_dir() else []:
+        with path.open(newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                key = (record["split"], record["row"], record["path"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                report.add(record["reason"].split(":")[0], record, f"{record['split']}:{record['row']}",
+                           detail=record["reason"])
+    report.dropped.sort(key=lambda d: str(d["row"]))
+    return report
+
+
+def label_lengths(tokenizer, sentences: Iterable[str], chunk: int = 4096) -> list[int]:
+    """Token counts of the labels (prefix and end token included), tokenised in chunks."""
+    sentences, out = list(sentences), []
+    for start in range(0, len(sentences), chunk):
+        out += [len(ids) for ids in tokenizer(sentences[start:start + chunk]).input_ids]
+    return out
 
 
 # ----------------------------------------------------------------------------------------- blog recipe

@@ -40,14 +40,17 @@ import numpy as np
 from helpers.files import hub_id, write_json
 from helpers.normalize import base_language
 from helpers.prepare import (
+    DropReport,
     FILTER_REASONS,
     OVERLAP_REASONS,
+    READ_SKIPS,
     SpeechCollator,
     check_training_split,
     configure_language,
     drop_eval_overlap,
     filter_rows,
-    prepare_features,
+    label_lengths,
+    read_skips,
     training_subset,
     write_drops,
 )
@@ -89,7 +92,7 @@ class TrainConfig:
     gradient_checkpointing: bool | None = None  # None: suggested
     generation_max_length: int | None = None  # None: twice the longest evaluation label, at least 128 tokens
     streaming: bool = False
-    num_proc: int | None = None
+    num_workers: int | None = None  # DataLoader processes that decode audio for the batches; None: from the machine
     push_to_hub: bool = False
     hub_model_id: str | None = None
     retrain: bool = False
@@ -198,6 +201,22 @@ def detect_device() -> dict:
     return {"device": "cpu", "device_name": f"CPU, {os.cpu_count()} cores", "memory_gib": None, "bf16_supported": False}
 
 
+def default_num_workers(device: str, streaming: bool = False) -> int:
+    """DataLoader worker processes that decode clips and compute features while the model trains.
+
+    On a CPU the model's own threads use every core: one worker prepares the next batch meanwhile (preparing a
+    batch of 8 takes a small fraction of a step). On a GPU the workers must keep up with the GPU: all cores but one
+    per training process, at most 8 (README: how many a GPU needs, from the measured loader throughput). A stream
+    is read in the training process (0), where its drop counts are kept."""
+    if streaming:
+        return 0
+    if device != "cuda":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(8, per_process - 1))
+
+
 def device_defaults(model_or_config) -> DeviceDefaults:
     """The one place that turns 'this machine + this model' into training settings."""
     config = getattr(model_or_config, "config", model_or_config)
@@ -219,6 +238,8 @@ def resolve_settings(cfg: TrainConfig, defaults: DeviceDefaults) -> dict:
         "gradient_checkpointing": (
             defaults.gradient_checkpointing if cfg.gradient_checkpointing is None else bool(cfg.gradient_checkpointing)
         ),
+        "num_workers": (default_num_workers(defaults.device, cfg.streaming) if cfg.num_workers is None
+                        else int(cfg.num_workers)),
     }
 
 
@@ -415,10 +436,11 @@ def _env(name: str, value: str):
 # --------------------------------------------------------------------------------------------- trainer
 
 
-def generation_cap(eval_ds, minimum: int = 128, maximum: int = 444) -> int:
-    """Generation length cap: twice the longest evaluation label (at least `minimum` tokens), so that a correct
-    transcript always fits and a looping decoder is stopped early. At most 448 minus the 4 prompt tokens."""
-    longest = max((len(labels) for labels in eval_ds["labels"]), default=0)
+def generation_cap(lengths: Iterable[int], minimum: int = 128, maximum: int = 444) -> int:
+    """Generation length cap from the evaluation labels' token counts (`label_lengths`): twice the longest (at
+    least `minimum` tokens), so that a correct transcript always fits and a looping decoder is stopped early. At
+    most 448 minus the 4 prompt tokens."""
+    longest = max(lengths, default=0)
     return int(min(maximum, max(minimum, 2 * longest)))
 
 
@@ -463,19 +485,20 @@ def training_arguments(cfg: TrainConfig, settings: dict, eval_batch_size: int | 
         load_best_model_at_end=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        dataloader_num_workers=0,
+        dataloader_num_workers=settings.get("num_workers", 0),  # batches are built (audio decoded) in these
         push_to_hub=False,  # pushing is done once, at the end, by push_model (token from the environment only)
         deepspeed=cfg.deepspeed,
     )
 
 
 def build_trainer(model, processor, args, train_ds, eval_ds, metrics: WhisperMetrics | None, run_dir: str | Path,
-                  callbacks: Iterable = (), progress: bool = True):
-    """A Seq2SeqTrainer with the padding collator, generation-based evaluation and TensorBoard under run_dir."""
+                  callbacks: Iterable = (), progress: bool = True, text_transform: Callable[[str], str] | None = None):
+    """A Seq2SeqTrainer with the batch-building collator (clips left out are recorded in run_dir), generation-based
+    evaluation and TensorBoard under run_dir."""
     from transformers import Seq2SeqTrainer
     from transformers.trainer_callback import PrinterCallback
 
-    collator = SpeechCollator(decoder_start_token_id=model.config.decoder_start_token_id)
+    collator = SpeechCollator(processor, text_transform=text_transform, skip_dir=Path(run_dir) / READ_SKIPS)
     if metrics is not None and getattr(metrics, "generation_cap", 0) is None:
         metrics.generation_cap = args.generation_max_length
     all_callbacks = ([_progress_callback()] if progress else []) + list(callbacks)
@@ -587,7 +610,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
     run_dir = Path(run_dir)
     max_steps = trainer.args.max_steps
     if retrain:
-        for sub in (CHECKPOINTS, MODEL):
+        for sub in (CHECKPOINTS, MODEL, READ_SKIPS):
             shutil.rmtree(run_dir / sub, ignore_errors=True)
     state = finished_state(run_dir)
     if state is not None:
@@ -652,7 +675,9 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         status,
         trainer.state.global_step,
         resumed_from=checkpoint.name if checkpoint else None,
-        train_seconds=before + result.metrics.get("train_runtime", 0.0),
+        # one clock: what the clock file says, as a re-run of a finished run reads it back (the trainer's own
+        # train_runtime is measured over a slightly different span)
+        train_seconds=_clock_seconds(run_dir / CLOCK_FILE) or before + result.metrics.get("train_runtime", 0.0),
         samples_per_second=result.metrics.get("train_samples_per_second"),
         log_history=list(trainer.state.log_history),
     )
@@ -885,10 +910,13 @@ def read_examples(path: str | Path) -> list[dict]:
 
 @dataclass
 class PreparedData:
+    """The training and evaluation rows (light: a clip reference and a sentence each) and what was dropped."""
+
     train: Any
     eval: Any
     reports: list
     text_transform: Callable[[str], str] | None
+    eval_label_lengths: list = field(default_factory=list)
 
     def report_dict(self) -> dict:
         return {r.step: r.as_dict() for r in self.reports}
@@ -898,24 +926,23 @@ class PreparedData:
             r.summary(OVERLAP_REASONS if r.step.startswith("overlap") else FILTER_REASONS) for r in self.reports
         )
 
-
-def for_training(ds):
-    """Features and labels as numpy arrays (fast to collate); other columns (the sentence) as they are."""
-    import datasets
-
-    if isinstance(ds, datasets.IterableDataset):
-        return ds
-    return ds.with_format("numpy", columns=["input_features", "labels"], output_all_columns=True)
+    def add_read_skips(self, run_dir: str | Path) -> DropReport:
+        """Add the clips left out while batches were read (corrupt, or over 30 s when no duration was known up
+        front) to the reports, and write run_dir/dropped_rows.csv again with them."""
+        report = read_skips(Path(run_dir) / READ_SKIPS)
+        self.reports = [r for r in self.reports if r.step != report.step] + [report]
+        write_drops(self.reports, Path(run_dir) / "dropped_rows.csv")
+        return report
 
 
 def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> PreparedData:
-    """Load train and eval splits, drop eval overlap, filter, and compute features (the steps of notebook 03)."""
+    """Load train and eval splits as light rows, drop eval overlap and filter (the steps of notebook 03)."""
     from helpers.data import load_split
 
     check_training_split(cfg.train_split)
     transform = text_transform_for(cfg.run_dir)
-    train = load_split(cfg.dataset, cfg.language, cfg.train_split, streaming=cfg.streaming)
-    evaluation = load_split(cfg.dataset, cfg.language, cfg.eval_split)
+    train = load_split(cfg.dataset, cfg.language, cfg.train_split, streaming=cfg.streaming, decode=False)
+    evaluation = load_split(cfg.dataset, cfg.language, cfg.eval_split, decode=False)
     if cfg.max_eval_samples:
         evaluation = evaluation.select(range(min(cfg.max_eval_samples, len(evaluation))))
     train, overlap = drop_eval_overlap(train, evaluation)
@@ -924,10 +951,8 @@ def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> Pr
     evaluation, eval_filters = filter_rows(evaluation, processor.tokenizer, max_label_tokens=max_label_tokens,
                                            step="filters (evaluation)")
     train = training_subset(train, cfg.max_train_samples, cfg.seed, cfg.streaming)
-    train = prepare_features(train, processor, text_transform=transform, num_proc=cfg.num_proc)
-    evaluation = prepare_features(evaluation, processor)
-    return PreparedData(for_training(train), for_training(evaluation), [overlap, train_filters, eval_filters],
-                        transform)
+    return PreparedData(train, evaluation, [overlap, train_filters, eval_filters], transform,
+                        label_lengths(processor.tokenizer, evaluation["sentence"]))
 
 
 def run(cfg: TrainConfig) -> dict:
@@ -942,18 +967,21 @@ def run(cfg: TrainConfig) -> dict:
     with args.main_process_first(desc="data preparation"):
         data = prepare_data(cfg, processor, max_label_tokens=whisper.config.max_target_positions)
     if cfg.generation_max_length is None:
-        args.generation_max_length = generation_cap(data.eval)
+        args.generation_max_length = generation_cap(data.eval_label_lengths)
     if main_process:
         print(defaults)
         print(data.summary())
         write_drops(data.reports, run_dir / "dropped_rows.csv")
     metrics = WhisperMetrics(processor.tokenizer, eval_normalizer_for(cfg.language))
-    trainer = build_trainer(whisper, processor, args, data.train, data.eval, metrics, run_dir)
+    trainer = build_trainer(whisper, processor, args, data.train, data.eval, metrics, run_dir,
+                            text_transform=data.text_transform)
     before, before_examples = zero_shot(trainer, cfg)
     if main_process:
         print(f"zero-shot WER {before['wer']:.1f}% (orthographic {before['wer_orthographic']:.1f}%)")
     outcome = train_or_resume(trainer, run_dir, retrain=cfg.retrain)
     final, _ = finish_run(trainer, processor, cfg, settings, outcome, before, before_examples)
+    if main_process:
+        print(data.add_read_skips(run_dir).summary())
     summary = training_summary(cfg, data, settings, defaults, outcome, before, final, language_name)
     if main_process:
         write_json(summary, run_dir / "training.json")
@@ -1026,6 +1054,7 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
         "batch_size": settings["batch_size"],
         "gradient_accumulation_steps": settings["gradient_accumulation_steps"],
         "gradient_checkpointing": settings["gradient_checkpointing"],
+        "dataloader_workers": settings["num_workers"],
         "hyperparameters": hyperparameters(cfg, settings),
         "wer_unit": "percent",
         "zero_shot": _rounded(before),
@@ -1060,7 +1089,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         if isinstance(value, bool):
             parser.add_argument(option, type=flag, default=value, metavar="true|false")
         elif name in ("batch_size", "gradient_accumulation_steps", "save_steps", "max_train_samples",
-                      "max_eval_samples", "num_proc", "generation_max_length"):
+                      "max_eval_samples", "num_workers", "generation_max_length"):
             parser.add_argument(option, type=optional_int, default=value)
         elif name == "gradient_checkpointing":
             parser.add_argument(option, type=lambda t: None if t.lower() == "auto" else flag(t), default=value)

@@ -131,10 +131,10 @@ def test_filters_drop_long_audio_long_labels_and_empty_transcripts(tiny_processo
         ("empty.mp3", P.REASON_EMPTY), ("long_audio.mp3", P.REASON_AUDIO), ("long_labels.mp3", P.REASON_LABELS)}
 
 
-def test_filters_measure_the_audio_when_there_is_no_duration_column(tiny_processor):
+def test_filters_leave_clips_of_unknown_duration_to_the_collator(tiny_processor):
     ds = as_dataset(rows(("short", 1.0, "a.mp3"), ("long", 30.5, "b.mp3"))).remove_columns(["duration"])
-    kept, report = P.filter_rows(ds, tiny_processor.tokenizer)
-    assert list(kept["path"]) == ["a.mp3"] and report.counts == {P.REASON_AUDIO: 1}
+    kept, report = P.filter_rows(ds, tiny_processor.tokenizer)  # decided from the text alone: nothing decoded
+    assert list(kept["path"]) == ["a.mp3", "b.mp3"] and report.total == 0
 
 
 def test_filters_on_a_stream_count_while_the_data_is_read(tiny_processor):
@@ -186,21 +186,69 @@ def test_english_only_model_refuses_another_language(tiny_en_dir):
     assert tokens[:2] == ["<|startoftranscript|>", "<|notimestamps|>"]
 
 
-# ---------------------------------------------------------------------------------------------- features
+# ------------------------------------------------------------------------------------- features, collator
 
 
-def test_batched_features_match_the_one_at_a_time_recipe(tiny_processor):
+def test_the_collator_builds_the_blog_recipes_features_and_labels(tiny_processor):
     items = rows(("One.", 1.0, "a.mp3"), ("Two words.", 2.5, "b.mp3"), ("Three more words.", 4.0, "c.mp3"))
-    ds = as_dataset(items)
-    prepared = P.prepare_features(ds, tiny_processor, batch_size=2).with_format("numpy")
-    assert prepared.column_names == ["sentence", "input_features", "labels"]
+    batch = P.SpeechCollator(tiny_processor)(items)
+    assert batch["input_features"].shape == (3, 80, 3000) and batch["input_features"].dtype == torch.float32
+    assert batch["labels"].dtype == torch.long
     one = P.one_at_a_time_fn(tiny_processor)
+    sot = tiny_processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
     for i, item in enumerate(items):
         expected = one(dict(item))
-        assert prepared[i]["input_features"].shape == (80, 3000)
-        assert prepared[i]["input_features"].dtype == np.float32
-        np.testing.assert_allclose(prepared[i]["input_features"], expected["input_features"], atol=1e-5)
-        assert prepared[i]["labels"].tolist() == expected["labels"]
+        np.testing.assert_allclose(batch["input_features"][i].numpy(), expected["input_features"], atol=1e-5)
+        labels = [t for t in batch["labels"][i].tolist() if t != -100]
+        assert expected["labels"][0] == sot and labels == expected["labels"][1:]  # the model adds the start token
+    assert batch["labels"][0].tolist()[-1] == -100  # the shortest sentence is padded with -100
+
+
+def test_the_collator_applies_the_training_text_transform(tiny_processor):
+    batch = P.SpeechCollator(tiny_processor, text_transform=str.upper)(rows(("shout", 1.0, "a.mp3")))
+    assert tiny_processor.tokenizer.decode(batch["labels"][0], skip_special_tokens=True) == "SHOUT"
+
+
+def write_wav(path, seconds: float, rate: int = RATE):
+    import soundfile as sf
+
+    sf.write(path, tone(seconds), rate)
+    return {"bytes": None, "path": str(path)}
+
+
+def light(audio: dict, sentence: str, row: int, split: str = "train") -> dict:
+    """A row as helpers.data.load_split(decode=False) gives it."""
+    return {"audio": audio, "sentence": sentence, "client_id": "s", "path": audio["path"].rsplit("/", 1)[-1],
+            "duration": None, "split": split, "row": row}
+
+
+def test_the_collator_decodes_files_and_records_clips_it_cannot_use(tiny_processor, tmp_path):
+    (tmp_path / "corrupt.mp3").write_bytes(b"not audio at all" * 100)
+    batch_rows = [light(write_wav(tmp_path / "ok.wav", 1.5, 48_000), "fine", 2),
+                  light({"bytes": None, "path": str(tmp_path / "corrupt.mp3")}, "broken", 3),
+                  light(write_wav(tmp_path / "long.wav", 31.0), "too long", 4),
+                  light(write_wav(tmp_path / "ok2.wav", 0.5), "also fine", 5)]
+    collator = P.SpeechCollator(tiny_processor, skip_dir=tmp_path / "skips")
+    batch = collator(batch_rows)
+    assert batch["input_features"].shape[0] == 2 and batch["labels"].shape[0] == 2
+    collator(batch_rows)  # read again (a second epoch, or a resumed run): each clip is counted once
+    report = P.read_skips(tmp_path / "skips")
+    assert report.counts == {P.REASON_AUDIO: 1, "bad audio": 1}
+    assert {(d["path"], d["reason"].split(":")[0]) for d in report.dropped} == {
+        ("corrupt.mp3", "bad audio"), ("long.wav", P.REASON_AUDIO)}
+    assert len(next(d["reason"] for d in report.dropped if d["path"] == "corrupt.mp3")) > len("bad audio: ")
+    assert "only clips read so far" in report.summary(P.FILTER_REASONS)
+    with pytest.raises(RuntimeError, match="Every clip of a batch was unusable"):
+        collator(batch_rows[1:3])
+
+
+def test_no_skips_read_from_a_folder_that_does_not_exist(tmp_path):
+    assert P.read_skips(tmp_path / "none").total == 0
+
+
+def test_label_lengths_count_prefix_and_end_tokens(tiny_processor):
+    tok = tiny_processor.tokenizer
+    assert P.label_lengths(tok, ["one", "two words"], chunk=1) == [len(tok(s).input_ids) for s in ("one", "two words")]
 
 
 @pytest.mark.parametrize("samples", [1, 160, 161, 80_037, 479_840, 480_000, 500_000])
@@ -210,51 +258,3 @@ def test_log_mel_equals_the_feature_extractor_at_every_length(tiny_processor, sa
     clips = [(0.1 * rng.standard_normal(samples)).astype(np.float32), np.zeros(samples, np.float32)]
     expected = fe(clips, sampling_rate=RATE, return_tensors="np").input_features
     np.testing.assert_array_equal(P.log_mel(clips, fe), expected)
-
-
-def test_parallel_preparation_gives_the_same_rows(tiny_processor):
-    torch.stft(torch.randn(2, 4000), 400, 160, window=torch.hann_window(400), return_complex=True)  # the parent has used PyTorch before forking
-    ds = as_dataset(rows(("One.", 1.0, "a.mp3"), ("Two.", 2.0, "b.mp3"), ("Three.", 0.5, "c.mp3"), ("Four.", 1.5, "d.mp3")))
-    parallel = P.prepare_features(ds, tiny_processor, batch_size=1, num_proc=2).with_format("numpy")
-    single = P.prepare_features(ds, tiny_processor).with_format("numpy")
-    np.testing.assert_array_equal(parallel["input_features"], single["input_features"])
-    assert list(parallel["sentence"]) == ["One.", "Two.", "Three.", "Four."]
-
-
-def test_streamed_features_are_the_same_as_in_memory(tiny_processor):
-    items = rows(("One.", 1.0, "a.mp3"), ("Two words.", 2.0, "b.mp3"))
-    stream = datasets.IterableDataset.from_generator(lambda: iter(items))
-    streamed = list(P.prepare_features(stream, tiny_processor, batch_size=2))
-    in_memory = P.prepare_features(as_dataset(items), tiny_processor).with_format("numpy")
-    assert sorted(streamed[0]) == ["input_features", "labels", "sentence"]
-    for got, want in zip(streamed, in_memory):
-        np.testing.assert_allclose(np.asarray(got["input_features"]), want["input_features"], atol=1e-6)
-        assert list(got["labels"]) == want["labels"].tolist()
-
-
-def test_audio_at_the_wrong_rate_is_refused(tiny_processor):
-    item = rows(("One.", 1.0, "a.mp3"))[0]
-    item["audio"]["sampling_rate"] = 48_000
-    with pytest.raises(ValueError, match="48000 Hz"):
-        P.prepare_features(datasets.Dataset.from_list([item]), tiny_processor)
-
-
-def test_parallel_preparation_only_for_large_data():
-    assert P.default_num_proc(60) is None
-    assert P.default_num_proc(100_000) >= 1
-
-
-# ---------------------------------------------------------------------------------------------- collator
-
-
-def test_collator_stacks_features_pads_labels_and_drops_the_start_token():
-    sot = 50258
-    batch = P.SpeechCollator(decoder_start_token_id=sot)([
-        {"input_features": np.ones((80, 3000), np.float32), "labels": np.array([sot, 1, 2, 3, 50257])},
-        {"input_features": np.zeros((80, 3000), np.float32), "labels": [sot, 7, 50257]},
-        {"input_features": torch.full((80, 3000), 2.0), "labels": [9, 50257]},  # no start token: kept as is
-    ])
-    assert batch["input_features"].shape == (3, 80, 3000) and batch["input_features"].dtype == torch.float32
-    assert batch["input_features"][2, 0, 0] == 2.0
-    assert batch["labels"].tolist() == [[1, 2, 3, 50257], [7, 50257, -100, -100], [9, 50257, -100, -100]]
-    assert batch["labels"].dtype == torch.long

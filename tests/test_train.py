@@ -28,14 +28,15 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
         t = np.arange(int(seconds * RATE)) / RATE
         audio = (0.2 * np.sin(2 * np.pi * (150 + 30 * i) * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
         out.append({"audio": {"array": audio, "sampling_rate": RATE}, "sentence": SENTENCES[i % len(SENTENCES)],
-                    "client_id": f"speaker{i % 2}", "path": f"clip{seed}_{i}.mp3", "duration": seconds})
+                    "client_id": f"speaker{i % 2}", "path": f"clip{seed}_{i}.mp3", "duration": seconds,
+                    "split": "train", "row": i})
     return out
 
 
 def prepared(processor, n: int, seed: int = 0):
+    """Rows as the Trainer gets them (here with their audio already decoded, which the collator accepts)."""
     ds = datasets.Dataset.from_list(synthetic_rows(n, seed))
-    return P.prepare_features(ds, processor).with_format("numpy", columns=["input_features", "labels"],
-                                                          output_all_columns=True)
+    return ds.with_format("numpy", columns=["audio"], output_all_columns=True)
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +113,10 @@ def test_device_defaults_match_this_machine(tiny_en_dir):
 
 def test_explicit_parameters_win_over_suggestions():
     d = T.suggest_defaults(512, "cpu")
-    cfg = T.TrainConfig(batch_size=2, gradient_accumulation_steps=3, gradient_checkpointing=True)
+    cfg = T.TrainConfig(batch_size=2, gradient_accumulation_steps=3, gradient_checkpointing=True, num_workers=3)
     assert T.resolve_settings(cfg, d) == {"device": "cpu", "precision": "fp32", "batch_size": 2,
-                                          "gradient_accumulation_steps": 3, "gradient_checkpointing": True}
+                                          "gradient_accumulation_steps": 3, "gradient_checkpointing": True,
+                                          "num_workers": 3}
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         T.resolve_settings(T.TrainConfig(precision="fp16"), d)
 
@@ -326,9 +328,23 @@ def test_training_arguments_use_current_names_and_log_under_run_dir(tmp_path):
 
 
 def test_generation_cap_leaves_room_for_the_longest_reference():
-    assert T.generation_cap({"labels": [[1] * 20, [1] * 30]}) == 128
-    assert T.generation_cap({"labels": [[1] * 100]}) == 200
-    assert T.generation_cap({"labels": [[1] * 400]}) == 444
+    assert T.generation_cap([20, 30]) == 128
+    assert T.generation_cap([100]) == 200
+    assert T.generation_cap([400]) == 444
+    assert T.generation_cap([]) == 128
+
+
+@pytest.mark.parametrize("device, streaming, cores, processes, expected", [
+    ("cpu", False, 2, 1, 1),  # the model's threads use the cores; one worker prepares the next batch
+    ("cuda", False, 16, 1, 8),  # a GPU needs several, at most 8
+    ("cuda", False, 16, 4, 3),  # 4 GPUs share 16 cores: 4 each, one for the training process
+    ("cuda", False, 2, 1, 1),
+    ("cuda", True, 16, 1, 0),  # a stream is read where its drop counts are kept
+])
+def test_data_loading_workers_follow_the_machine(device, streaming, cores, processes, expected, monkeypatch):
+    monkeypatch.setattr(T.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    assert T.default_num_workers(device, streaming) == expected
 
 
 # ------------------------------------------------------------------------------------ model card and hub
@@ -379,22 +395,30 @@ def test_script_arguments_map_to_the_config():
         T.parse_args(["--train-split", "train+test"])
 
 
-def write_cv_folder(root, splits: dict) -> None:
-    """A Common Voice style locale folder (TSVs + mp3 clips) from {split: [(sentence, seconds, speaker)]}."""
+def write_cv_folder(root, splits: dict, durations: bool = True) -> None:
+    """A Common Voice style locale folder (TSVs + mp3 clips, and clip_durations.tsv unless `durations` is False)
+    from {split: [(sentence, seconds, speaker)]}; seconds None writes a corrupt clip."""
     import soundfile as sf
 
     header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment\n"
     (root / "clips").mkdir(parents=True)
-    n = 0
+    n, listed = 0, ["clip\tduration[ms]\n"]
     for split, items in splits.items():
         lines = [header]
         for sentence, seconds, speaker in items:
             n += 1
             name = f"common_voice_en_{n}.mp3"
-            t = np.arange(int(seconds * 48_000)) / 48_000
-            sf.write(root / "clips" / name, (0.2 * np.sin(2 * np.pi * (140 + 10 * n) * t)).astype(np.float32), 48_000)
+            if seconds is None:
+                (root / "clips" / name).write_bytes(b"\xff\xfb broken" * 50)
+            else:
+                t = np.arange(int(seconds * 48_000)) / 48_000
+                sf.write(root / "clips" / name, (0.2 * np.sin(2 * np.pi * (140 + 10 * n) * t)).astype(np.float32),
+                         48_000)
+                listed.append(f"{name}\t{round(seconds * 1000)}\n")
             lines.append(f"{speaker}\t{name}\t{sentence}\t2\t0\t\t\t\ten\t\n")
         (root / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+    if durations:
+        (root / "clip_durations.tsv").write_text("".join(listed), encoding="utf-8")
 
 
 def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path, capsys):
@@ -430,7 +454,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     assert "loaded it instead of training again" in capsys.readouterr().out
     again = json.loads((run_dir / "training.json").read_text())
     assert again["status"] == "already finished" and again["final"] == summary["final"]
-    assert again["train_seconds"] == summary["train_seconds"]
+    assert again["train_seconds"] == summary["train_seconds"]  # one clock: the run's and the re-run's
     assert card.read_text().endswith("Added by notebook 04.\n")
 
     shutil.rmtree(run_dir / "model")  # stopped after the last checkpoint, before the model was saved
@@ -452,3 +476,41 @@ def test_training_text_follows_notebook_02(tmp_path):
     save_normalization(tmp_path, RuleSet.for_language("es"), train_on="normalized")
     transform = T.text_transform_for(tmp_path)
     assert transform("¡Hola, Mundo!") == RuleSet.for_language("es").apply("¡Hola, Mundo!") != "¡Hola, Mundo!"
+
+
+def test_clips_found_unusable_while_training_are_counted_alike_in_a_run_and_its_resumed_twin(mini_dir, tmp_path,
+                                                                                              monkeypatch):
+    """No clip_durations.tsv: a corrupt clip and a 31 s clip are found when their batch is read. Six training rows,
+    batch 2, 3 steps: one epoch, so every clip is read. The resumed twin reads the same batches in the same order
+    (the final weights agree) and counts the same two clips."""
+    from transformers import WhisperForConditionalGeneration
+
+    folder = tmp_path / "cv" / "en"
+    write_cv_folder(folder, {"train": [(s, 1.0 + 0.2 * i, "a") for i, s in enumerate(SENTENCES[:4])]
+                             + [("a broken clip", None, "a"), ("a very long recording", 31.0, "a")],
+                             "test": [("good night", 0.9, "c")]}, durations=False)
+
+    def argv(run_dir):
+        return ["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
+                "--max-steps", "3", "--eval-steps", "1", "--batch-size", "2", "--generation-max-length", "8",
+                "--learning-rate", "0.01", "--train-split", "train"]
+
+    assert T.main(argv(tmp_path / "once")) == 0
+    once = json.loads((tmp_path / "once" / "training.json").read_text())
+    assert once["train_rows"] == 6 and once["dataloader_workers"] == 1
+    assert once["dropped"]["while reading audio"]["by_reason"] == {P.REASON_AUDIO: 1, "bad audio": 1}
+    dropped = (tmp_path / "once" / "dropped_rows.csv").read_text()
+    assert "a broken clip" in dropped and "a very long recording" in dropped
+
+    twin = tmp_path / "twin"
+    with monkeypatch.context() as patch:  # stopped as Ctrl-C would, after the checkpoint of step 1
+        patch.setattr(T, "_progress_callback", lambda: interrupt_after_save(1))
+        with pytest.raises(Interrupt):
+            T.main(argv(twin))
+    assert T.main(argv(twin)) == 0
+    resumed = json.loads((twin / "training.json").read_text())
+    assert resumed["status"] == "resumed" and resumed["steps"] == 3
+    assert resumed["dropped"] == once["dropped"]
+    a = WhisperForConditionalGeneration.from_pretrained(tmp_path / "once" / "model").state_dict()
+    b = WhisperForConditionalGeneration.from_pretrained(twin / "model").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # same batches, same order, same weights
