@@ -152,7 +152,9 @@ def baseline(folder: str, run_dir: str) -> None:
             padded[i, : len(ids)] = torch.tensor(ids)
         return {"input_features": torch.tensor(np.array([r["input_features"] for r in rows])), "labels": padded}
 
-    args = Seq2SeqTrainingArguments(output_dir=run_dir, max_steps=1, per_device_train_batch_size=8, use_cpu=True,
+    # the same batch as the new path's CPU default (4 x accumulation 2), so that only the data path differs
+    args = Seq2SeqTrainingArguments(output_dir=run_dir, max_steps=1, per_device_train_batch_size=4,
+                                    gradient_accumulation_steps=2, use_cpu=True,
                                     report_to=[], save_strategy="no", remove_unused_columns=False, disable_tqdm=True)
     Seq2SeqTrainer(model=model, args=args, train_dataset=train, data_collator=collate).train()
     print("first step done", flush=True)
@@ -215,8 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     for old in results["in_memory"]:
         ours = new[old["rows"]]
         print(f"at {old['rows']} rows, in-memory / new: peak memory {old['peak_pss_gib'] / ours['peak_pss_gib']:.2f}x, "
-              f"bytes written {old['bytes_written_per_row'] / max(ours['bytes_written_per_row'], 1):.0f}x, "
-              f"time to the first step {old['seconds_to_first_step'] / ours['seconds_to_first_step']:.2f}x")
+              f"time to the first step {old['seconds_to_first_step'] / ours['seconds_to_first_step']:.2f}x "
+              "(the in-memory path keeps its features in memory, so it writes nothing to disk)")
     smallest, largest = new[min(new)], new[max(new)]
     results["peak_growth_gib"] = round(largest["peak_pss_gib"] - smallest["peak_pss_gib"], 2)
     print(f"peak memory at {largest['rows']} rows minus at {smallest['rows']} rows: {results['peak_growth_gib']} GiB")

@@ -20,6 +20,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from helpers.train import CPU_ACCUMULATION, CPU_BATCH
+
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -41,7 +43,7 @@ PLANS = [
     (7.0, "GPU with 8 to 16 GB", [("base", 16, 2), ("small", 4, 8)], "estimate"),
     (0.0, "GPU with less than 8 GB", [("tiny", 16, 2), ("base", 4, 8)], "estimate"),
 ]
-CPU_PLAN = [("tiny", 4, 8), ("base", 4, 8)]
+CPU_PLAN = [("tiny", CPU_BATCH, CPU_ACCUMULATION), ("base", CPU_BATCH, CPU_ACCUMULATION)]  # what helpers.train uses
 
 
 # ----------------------------------------------------------------------------------------------- versions

@@ -477,22 +477,3 @@ def label_lengths(tokenizer, sentences: Iterable[str], chunk: int = 4096) -> lis
     for start in range(0, len(sentences), chunk):
         out += [len(ids) for ids in tokenizer(sentences[start:start + chunk]).input_ids]
     return out
-
-
-# ----------------------------------------------------------------------------------------- blog recipe
-
-
-def one_at_a_time_fn(processor):
-    """The original blog recipe's per-example function (kept for the throughput benchmark only)."""
-    feature_extractor, tokenizer = processor.feature_extractor, processor.tokenizer
-
-    def fn(row: dict) -> dict:
-        audio = row["audio"]
-        row["input_features"] = feature_extractor(
-            audio["array"], sampling_rate=audio["sampling_rate"]
-        ).input_features[0]
-        row["labels"] = tokenizer(row["sentence"]).input_ids
-        return row
-
-    return fn
-

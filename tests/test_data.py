@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data import load_split, resolve_dataset, text_rows, write_skipped
+from helpers.data import decode_clip, load_split, resolve_dataset, text_rows, write_skipped
 
 CV11_HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale",
                "segment"]
@@ -328,3 +328,57 @@ def test_embedded_sample_loads_cleanly(sample_root):
     assert resolve_dataset("sample", "es").startswith("Common Voice locale folder data/sample/es")
     with pytest.raises(ValueError, match=r"no language 'it'.*languages in the sample: .*es"):
         load_split("sample", "it", "train")
+
+
+# ------------------------------------------------------------------------------ light rows (decode=False)
+
+
+def test_light_rows_hold_a_reference_not_the_audio_and_skip_what_the_text_and_files_show(locale):
+    skipped: list = []
+    ds = load_split(str(locale), "es", "train+dev", decode=False, skipped=skipped)
+    assert ds.column_names == ["audio", "sentence", "client_id", "path", "duration", "split", "row"]
+    # the corrupt clip is kept: only decoding finds it out (the collator does, and records it)
+    assert ds["path"] == ["mono48k.mp3", "stereo44k.wav", "corrupt.mp3", "dev.mp3"]
+    assert ds["split"] == ["train", "train", "train", "dev"] and ds["row"] == [2, 3, 4, 2]
+    assert ds["duration"] == [None] * 4  # no clip_durations.tsv in this folder
+    assert ds[0]["audio"] == {"bytes": None, "path": str(locale / "clips" / "mono48k.mp3")}
+    assert {(s["path"], s["reason"].split(":")[0]) for s in skipped} == {
+        ("missing.mp3", "missing clip"), ("mono48k.mp3", "empty sentence"), ("mono48k.mp3", "missing field")}
+    assert ds.data.nbytes < 2000  # a few hundred bytes a row, whatever the length of the clips
+
+    array, reason = decode_clip(ds[1])
+    assert reason == "" and array.dtype == np.float32 and len(array) == 8000  # 0.5 s of stereo 44.1 kHz -> 16 kHz mono
+    array, reason = decode_clip(ds[2])
+    assert array is None and reason.startswith("bad audio")
+
+
+def test_light_rows_take_durations_from_clip_durations_tsv(locale, tmp_path):
+    import shutil
+
+    folder = tmp_path / "es"
+    shutil.copytree(locale, folder)
+    write_tsv(folder / "clip_durations.tsv", ["clip", "duration[ms]"], [["mono48k.mp3", "1000"], ["dev.mp3", "oops"]])
+    ds = load_split(str(folder), "es", "train+dev", decode=False)
+    assert dict(zip(ds["path"], ds["duration"])) == {"mono48k.mp3": 1.0, "stereo44k.wav": None, "corrupt.mp3": None,
+                                                     "dev.mp3": None}  # a malformed line: learnt when decoded
+
+
+def test_light_rows_of_a_stream_and_of_an_audiofolder(locale, tmp_path):
+    stream = load_split(str(locale), "es", "train", streaming=True, decode=False)
+    assert [r["path"] for r in stream] == ["mono48k.mp3", "stereo44k.wav", "corrupt.mp3"]
+    folder = tmp_path / "af"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone(0.5, 8000), 8000)
+    (folder / "metadata.csv").write_text("file_name,transcription\na.wav,hola\nb.wav,falta\n", encoding="utf-8")
+    skipped: list = []
+    ds = load_split(str(folder), "es", "train", decode=False, skipped=skipped)
+    assert ds["path"] == ["a.wav"] and [s["path"] for s in skipped] == ["b.wav"]
+    assert len(decode_clip(ds[0])[0]) == 8000
+
+
+def test_light_rows_of_a_repository_keep_the_audio_bytes_undecoded(repository):
+    ds = load_split(str(repository), "es", "dev", decode=False)
+    assert ds["sentence"] == ["Uno.", "Dos.", "Tres."] and ds["client_id"] == ["7", "8", "9"]
+    assert ds["row"] == [0, 1, 2] and ds["split"] == ["dev"] * 3
+    assert isinstance(ds[0]["audio"]["bytes"], bytes)
+    assert len(decode_clip(ds[0])[0]) == 8000 and decode_clip(ds[1])[1].startswith("bad audio")

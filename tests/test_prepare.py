@@ -189,12 +189,24 @@ def test_english_only_model_refuses_another_language(tiny_en_dir):
 # ------------------------------------------------------------------------------------- features, collator
 
 
+def blog_recipe(processor):
+    """The original blog recipe's per-example function: feature extractor and tokenizer, one clip at a time."""
+
+    def fn(row: dict) -> dict:
+        audio = row["audio"]
+        row["input_features"] = processor.feature_extractor(audio["array"], sampling_rate=RATE).input_features[0]
+        row["labels"] = processor.tokenizer(row["sentence"]).input_ids
+        return row
+
+    return fn
+
+
 def test_the_collator_builds_the_blog_recipes_features_and_labels(tiny_processor):
     items = rows(("One.", 1.0, "a.mp3"), ("Two words.", 2.5, "b.mp3"), ("Three more words.", 4.0, "c.mp3"))
     batch = P.SpeechCollator(tiny_processor)(items)
     assert batch["input_features"].shape == (3, 80, 3000) and batch["input_features"].dtype == torch.float32
     assert batch["labels"].dtype == torch.long
-    one = P.one_at_a_time_fn(tiny_processor)
+    one = blog_recipe(tiny_processor)
     sot = tiny_processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
     for i, item in enumerate(items):
         expected = one(dict(item))
