@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_ratio": round(recipe_cpu / ours_cpu, 2),
     }
     print(f"{n} clips ({result['dataset']}), {result['torch_threads']} torch threads")
-    print(f"  feature extractor:  {recipe_wall:6.2f} s  ({result['recipe_clips_per_s']} clips/s, "
+    print(f"  feature extractor:  {recipe_wall:6.2f} s  ({result['feature_extractor_clips_per_s']} clips/s, "
           f"CPU {recipe_cpu:.2f} s)")
     print(f"  log_mel (helpers):  {ours_wall:6.2f} s  ({result['helpers_clips_per_s']} clips/s, "
           f"CPU {ours_cpu:.2f} s)")

@@ -310,6 +310,10 @@ def load_model(model: str, language: str | None, *, freeze_encoder: bool = False
     whisper.train()
     name = configure_language(processor, whisper, language)
     whisper.config.use_cache = False  # the cache only helps generation; training with it wastes memory
+    # Whisper's loss is the mean over the micro-batch's tokens: it does not use the Trainer's `num_items_in_batch`,
+    # though its forward takes **kwargs. Said so, the Trainer divides the loss by the gradient accumulation steps;
+    # otherwise it would sum the micro-batches' gradients (and log that many times the loss).
+    whisper.accepts_loss_kwargs = False
     if freeze_encoder:
         whisper.freeze_encoder()
     if lora:
@@ -553,6 +557,7 @@ class TrainingOutcome:
     train_seconds: float | None = None  # the run's training time, the part before an interruption included
     samples_per_second: float | None = None
     log_history: list = field(default_factory=list)
+    data_wait_seconds: float | None = None  # of train_seconds, how long the steps waited for their batches
 
     def final_eval(self) -> dict:
         """The last evaluation logged, without the "eval_" prefix ({} when there was none)."""
@@ -565,33 +570,51 @@ def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
     return (done[-1]["train_runtime"], done[-1].get("train_samples_per_second")) if done else (None, None)
 
 
-def _clock_seconds(path: Path) -> float | None:
+def _clock(path: Path) -> dict:
+    """The clock file's {"seconds", "data_wait_seconds", "step"} ({} when there is none)."""
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
+        clock = json.loads(path.read_text(encoding="utf-8"))
+        return clock if isinstance(clock, dict) and isinstance(clock.get("seconds"), (int, float)) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _run_seconds(run_dir: Path, history: list) -> float | None:
     """Training time of a run read back from disk: the clock file (all sessions), else the trainer's own log."""
-    return _clock_seconds(run_dir / CLOCK_FILE) or _train_numbers(history)[0]
+    return _clock(run_dir / CLOCK_FILE).get("seconds") or _train_numbers(history)[0]
 
 
-def _clock_callback(path: Path, before: float):
+def _clock_callback(path: Path, before: dict):
     """Keeps run_dir/train_seconds.json at `before` + this session's time, written at every checkpoint and at the
-    end, so that a resumed run reports the time of all its sessions."""
+    end, so that a resumed run reports the time of all its sessions. It also adds up how long the steps waited for
+    their batches: from the end of a step (or of its logging, evaluation and checkpoint) to the start of the next,
+    the Trainer does nothing but fetch the next batches from the DataLoader."""
     from transformers import TrainerCallback
 
     class TrainingClock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.start = time.time()
+            self.start = self.mark = time.time()
+            self.waited = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.mark is not None:
+                self.waited += time.time() - self.mark
+            self.mark = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.mark = time.time()
+
+        on_log = on_evaluate = on_step_end  # the next batch is fetched after these
 
         def _write(self, state):
             if state.is_world_process_zero:
-                write_json({"seconds": round(before + time.time() - self.start, 1), "step": state.global_step}, path)
+                write_json({"seconds": round(before.get("seconds", 0.0) + time.time() - self.start, 1),
+                            "data_wait_seconds": round(before.get("data_wait_seconds", 0.0) + self.waited, 2),
+                            "step": state.global_step}, path)
 
         def on_save(self, args, state, control, **kwargs):
             self._write(state)
+            self.mark = time.time()
 
         def on_train_end(self, args, state, control, **kwargs):
             self._write(state)
@@ -633,7 +656,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
             print(message, flush=True)
         history = state.get("log_history", [])
         return TrainingOutcome("already finished", max_steps, None, _run_seconds(run_dir, history),
-                               _train_numbers(history)[1], history)
+                               _train_numbers(history)[1], history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
     checkpoint = last_checkpoint(run_dir)
     step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
     if step > max_steps:
@@ -658,7 +681,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
                   "model).", flush=True)
         history = list(trainer.state.log_history)
         return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, _run_seconds(run_dir, history),
-                               None, history)
+                               None, history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
     if checkpoint is not None:
         message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
         status = "resumed"
@@ -667,7 +690,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         status = "trained"
     if trainer.is_world_process_zero():
         print(message, flush=True)
-    before = (_clock_seconds(run_dir / CLOCK_FILE) or 0.0) if checkpoint else 0.0
+    before = _clock(run_dir / CLOCK_FILE) if checkpoint else {}
     clock = _clock_callback(run_dir / CLOCK_FILE, before)
     trainer.add_callback(clock)
     try:
@@ -680,9 +703,10 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         resumed_from=checkpoint.name if checkpoint else None,
         # one clock: what the clock file says, as a re-run of a finished run reads it back (the trainer's own
         # train_runtime is measured over a slightly different span)
-        train_seconds=_clock_seconds(run_dir / CLOCK_FILE) or before + result.metrics.get("train_runtime", 0.0),
+        train_seconds=_clock(run_dir / CLOCK_FILE).get("seconds") or result.metrics.get("train_runtime", 0.0),
         samples_per_second=result.metrics.get("train_samples_per_second"),
         log_history=list(trainer.state.log_history),
+        data_wait_seconds=_clock(run_dir / CLOCK_FILE).get("data_wait_seconds"),
     )
 
 
@@ -1049,6 +1073,7 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
         "steps": outcome.global_step,
         "train_seconds": None if outcome.train_seconds is None else round(outcome.train_seconds, 1),
         "samples_per_second": outcome.samples_per_second,
+        "data_wait_seconds": outcome.data_wait_seconds,  # of train_seconds: steps waiting for their batches
         "device": defaults.device,
         "device_name": defaults.device_name,
         "processes": int(os.environ.get("WORLD_SIZE", "1")),
