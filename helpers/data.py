@@ -85,6 +85,9 @@ LIGHT_FEATURES = datasets.Features(
         "row": datasets.Value("int64"),
     }
 )
+# Skip reasons found by reading a clip (each record's reason starts with one of them, then ": " and the details)
+SKIP_MISSING = "missing clip"
+SKIP_BAD_AUDIO = "bad audio"
 CLIP_DURATIONS = "clip_durations.tsv"  # Common Voice releases since 2023: clip name -> duration in ms
 # Standard column -> source column, for sources whose rows are already in our shape.
 _OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_id", "path": "path"}
@@ -297,7 +300,7 @@ def _common_voice_source(folder: Path, shown: str) -> _Source:
 
 
 def _tsv_header(tsv: Path) -> list[str]:
-    with tsv.open(encoding="utf-8", newline="") as handle:
+    with tsv.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a byte-order mark is not part of a name
         return handle.readline().rstrip("\r\n").split("\t")
 
 
@@ -359,7 +362,7 @@ def _rows(source: _Source, split: str):
 
 def _cv_rows(folder: Path, tsv: Path):
     clips = folder / "clips"
-    with tsv.open(encoding="utf-8", newline="") as handle:
+    with tsv.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)  # sentences contain quotes
         header = next(reader)
         for fields in reader:
@@ -376,7 +379,7 @@ def _cv_rows(folder: Path, tsv: Path):
 
 def _audiofolder_rows(folder: Path):
     metadata = _metadata_file(folder)
-    with metadata.open(encoding="utf-8", newline="") as handle:
+    with metadata.open(encoding="utf-8-sig", newline="") as handle:
         if metadata.suffix == ".csv":
             reader = csv.DictReader(handle)
             records = [(reader.line_num, record) for record in reader]
@@ -428,11 +431,11 @@ def _decode_row(audio, sentence, client_id, path) -> dict:
         return {**out, "skip": "empty sentence"}
     source = audio.get("bytes") or audio.get("path")
     if not audio.get("bytes") and not (source and Path(source).is_file()):
-        return {**out, "skip": f"missing clip: {path or '(no path)'} not found"}
+        return {**out, "skip": f"{SKIP_MISSING}: {path or '(no path)'} not found"}
     try:
         array, duration = decode(source, SAMPLING_RATE, name=path)
     except AudioError as err:
-        return {**out, "skip": f"bad audio: {err.reason}"}
+        return {**out, "skip": f"{SKIP_BAD_AUDIO}: {err.reason}"}
     return {**out, "audio": {"array": array, "sampling_rate": SAMPLING_RATE}, "duration": duration, "skip": ""}
 
 
@@ -509,7 +512,7 @@ def _light_row(row: dict, requested: str, durations: dict) -> dict:
     if not skip and not sentence:
         skip = "empty sentence"
     elif not skip and not audio.get("bytes") and not (audio.get("path") and Path(audio["path"]).is_file()):
-        skip = f"missing clip: {row['path'] or '(no path)'} not found"
+        skip = f"{SKIP_MISSING}: {row['path'] or '(no path)'} not found"
     name = row["path"] or Path(str(audio.get("path") or "")).name
     return {"audio": {"bytes": audio.get("bytes"), "path": audio.get("path")}, "sentence": sentence,
             "client_id": str(row["client_id"] or ""), "path": name, "duration": durations.get(Path(name).name),
@@ -521,7 +524,7 @@ def _clip_durations(source: _Source) -> dict[str, float]:
     if source.kind != "common_voice" or not (Path(source.location) / CLIP_DURATIONS).is_file():
         return {}
     out = {}
-    with (Path(source.location) / CLIP_DURATIONS).open(encoding="utf-8", newline="") as handle:
+    with (Path(source.location) / CLIP_DURATIONS).open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader, None)
         for fields in reader:

@@ -260,6 +260,26 @@ def overlap_rows(overlaps: Mapping[str, Mapping], against: str = "test") -> list
             for name, item in overlaps.items()]
 
 
+def leak_notes(overlaps: Mapping[str, Mapping], against: str = "test") -> list[str]:
+    """What each leak found by `overlaps_with_test` means and what notebook 03 does about it (empty: no leak).
+
+    Shared sentences: notebook 03 drops those training rows (counted in dropped_rows.csv). Shared speakers: common
+    in a user's own recordings; notebook 03 keeps those rows, and the test score is then optimistic."""
+    notes = []
+    for name, item in overlaps.items():
+        if item["sentences"]:
+            notes.append(f"{name} / {against}: {item['sentences']} shared sentences (e.g. "
+                         f"{' | '.join(item['sentence_examples'][:2])}). Notebook 03 drops these {name} rows from "
+                         "training and counts them in dropped_rows.csv, so the model cannot memorise the test text.")
+        if item["speakers"]:
+            notes.append(f"{name} / {against}: {item['speakers']} shared speakers (e.g. "
+                         f"{', '.join(item['speaker_examples'][:3])}). Notebook 03 trains on "
+                         "their clips anyway: the test WER then measures voices the model has heard, and is "
+                         "optimistic for new speakers. For an honest score, keep each speaker in one split (move "
+                         "their clips to test, or out of the training splits).")
+    return notes
+
+
 def validated_leak(dataset: str, language: str) -> dict | None:
     """Overlap of Common Voice's `validated` list with the whole test split (None when the source has no such
     list), and `test_clips`, the size of the test split.

@@ -82,8 +82,25 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "aut
         )
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
-    model = WhisperForConditionalGeneration.from_pretrained(name, dtype=torch_dtype)
-    processor = WhisperProcessor.from_pretrained(name)
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(name, dtype=torch_dtype)
+        processor = WhisperProcessor.from_pretrained(name)
+    except OSError as err:  # transformers' message is about connections and cache folders, not about what to do
+        if hub is None:
+            raise OSError(f"model folder {name!r} cannot be loaded as a Whisper model with its processor "
+                          f"(config.json, weights, tokenizer and preprocessor files): {err}") from err
+        raise OSError(
+            f"model {name!r} is not in this machine's Hugging Face cache and the Hub cannot be reached (offline, "
+            "HF_HUB_OFFLINE=1, a proxy, or a wrong id). Run once with internet access to download it, or pass a "
+            "local folder instead, such as models/whisper-base (made by `make setup`)."
+        ) from None
+    tokens, vocabulary = len(processor.tokenizer), int(model.config.vocab_size)
+    if tokens < 0.9 * vocabulary:  # transformers builds an almost empty tokenizer when its files are missing
+        raise ValueError(
+            f"model {name!r}: its tokenizer has {tokens} tokens where the model has {vocabulary}: tokenizer.json (or "
+            "vocab.json and merges.txt) is missing from the folder. Copy the tokenizer files from the checkpoint it "
+            "was fine-tuned from (e.g. models/whisper-base), or save the processor with the model."
+        )
     model.to(device).eval()
     return model, processor
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from helpers.data import SKIP_BAD_AUDIO, SKIP_MISSING, decode_clip
 from helpers.inference import SAMPLING_RATE, is_multilingual
 from helpers.inference import WINDOW_SECONDS as MAX_AUDIO_SECONDS  # longer clips would be cut without their text
 MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
@@ -250,7 +251,8 @@ def filter_rows(
     """Drop rows Whisper cannot learn from, deciding from the text and known durations (no audio is read);
     return (ds, DropReport) with counts per reason.
 
-    - empty transcripts (nothing to learn; also empty after `text_transform`),
+    - empty transcripts: nothing to learn, also when only punctuation is left ("...", "¿?") or nothing is left
+      after `text_transform`,
     - labels over `max_label_tokens` tokens, prefix and end token included (the decoder has 448 positions:
       longer sequences crash training),
     - audio over `max_audio_seconds` where the row's `duration` is known (Common Voice's clip_durations.tsv);
@@ -263,7 +265,8 @@ def filter_rows(
 
     def texts(rows: list[dict]) -> list[str]:
         sentences = [str(row.get("sentence") or "") for row in rows]
-        return [text_transform(s) for s in sentences] if text_transform is not None else sentences
+        sentences = [text_transform(s) for s in sentences] if text_transform is not None else sentences
+        return [s if any(ch.isalnum() for ch in s) else "" for s in sentences]  # punctuation only: empty
 
     def reasons_for(rows: list[dict]) -> list[str | None]:
         sentences = texts(rows)
@@ -285,7 +288,17 @@ def filter_rows(
 
 
 FILTER_REASONS = (REASON_EMPTY, REASON_AUDIO, REASON_LABELS)
+READ_REASONS = (SKIP_BAD_AUDIO, SKIP_MISSING, REASON_AUDIO)  # what reading a batch's clips can find
+READ_STEP = "while reading audio"
+
 OVERLAP_REASONS = (REASON_SENTENCE, REASON_CLIP)
+
+
+def reasons_for(report: DropReport) -> tuple[str, ...]:
+    """The reasons a report of this step can give (its summary lists them, at zero too)."""
+    if report.step == READ_STEP:
+        return READ_REASONS
+    return OVERLAP_REASONS if report.step.startswith("overlap") else FILTER_REASONS
 
 
 # -------------------------------------------------------------------------------------------- language
@@ -410,8 +423,6 @@ class SpeechCollator:
     def __call__(self, rows: list[dict]) -> dict:
         import torch
 
-        from helpers.data import decode_clip
-
         arrays, sentences = [], []
         for row in rows:
             array, reason = decode_clip(row)
@@ -454,7 +465,7 @@ class SpeechCollator:
             writer.writerow(record)
 
 
-def read_skips(skip_dir: str | Path, step: str = "while reading audio") -> DropReport:
+def read_skips(skip_dir: str | Path, step: str = READ_STEP) -> DropReport:
     """The clips left out of batches so far (all processes, each clip once), as a DropReport."""
     report = DropReport(step, note="(clips found unusable when their batch was read; only clips read so far count)")
     seen = set()

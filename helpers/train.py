@@ -43,7 +43,9 @@ from helpers.prepare import (
     DropReport,
     FILTER_REASONS,
     OVERLAP_REASONS,
+    READ_REASONS,
     READ_SKIPS,
+    READ_STEP,
     SpeechCollator,
     check_training_split,
     configure_language,
@@ -51,6 +53,7 @@ from helpers.prepare import (
     filter_rows,
     label_lengths,
     read_skips,
+    reasons_for,
     training_subset,
     write_drops,
 )
@@ -764,7 +767,9 @@ def save_final_model(trainer, processor, run_dir: str | Path) -> Path:
     else:
         trainer.save_model(str(out))  # also right under DeepSpeed/FSDP, where weights are spread over processes
     if trainer.is_world_process_zero():
-        processor.save_pretrained(out)
+        processor.save_pretrained(out)  # processor_config.json (transformers 5), tokenizer files
+        # preprocessor_config.json too: CTranslate2's converter and faster-whisper read the mel bins from it
+        processor.feature_extractor.save_pretrained(out)
         trainer.state.save_to_json(str(out / FINISHED_MARKER))
     model.config.use_cache = False
     return out
@@ -949,14 +954,12 @@ class PreparedData:
         return {r.step: r.as_dict() for r in self.reports}
 
     def summary(self) -> str:
-        return "\n".join(
-            r.summary(OVERLAP_REASONS if r.step.startswith("overlap") else FILTER_REASONS) for r in self.reports
-        )
+        return "\n".join(r.summary(reasons_for(r)) for r in self.reports)
 
     def add_read_skips(self, run_dir: str | Path) -> DropReport:
         """Add the clips left out while batches were read (corrupt, or over 30 s when no duration was known up
         front) to the reports, and write run_dir/dropped_rows.csv again with them."""
-        report = read_skips(Path(run_dir) / READ_SKIPS)
+        report = read_skips(Path(run_dir) / READ_SKIPS, READ_STEP)
         self.reports = [r for r in self.reports if r.step != report.step] + [report]
         write_drops(self.reports, Path(run_dir) / "dropped_rows.csv")
         return report
@@ -1008,7 +1011,7 @@ def run(cfg: TrainConfig) -> dict:
     outcome = train_or_resume(trainer, run_dir, retrain=cfg.retrain)
     final, _ = finish_run(trainer, processor, cfg, settings, outcome, before, before_examples)
     if main_process:
-        print(data.add_read_skips(run_dir).summary())
+        print(data.add_read_skips(run_dir).summary(READ_REASONS))
     summary = training_summary(cfg, data, settings, defaults, outcome, before, final, language_name)
     if main_process:
         write_json(summary, run_dir / "training.json")

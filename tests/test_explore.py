@@ -98,6 +98,17 @@ def test_overlap_finds_shared_speakers_and_sentences():
     assert "test" not in result
 
 
+def test_leaks_are_reported_with_what_notebook_03_does_not_raised():
+    train = _rows(["Hola, mundo.", "Buenos días."], speakers=["ana", "ben"])
+    test = _rows(["hola mundo", "Otra frase."], speakers=["ben", "dan"])
+    notes = ex.leak_notes(ex.overlaps_with_test({"train": Dataset.from_list(train), "test": Dataset.from_list(test)}))
+    assert len(notes) == 2
+    assert "1 shared sentences" in notes[0] and "drops these train rows" in notes[0]
+    assert "1 shared speakers (e.g. ben)" in notes[1] and "optimistic" in notes[1]
+    clean = ex.overlaps_with_test({"train": Dataset.from_list(train[:1]), "test": Dataset.from_list(test[1:])})
+    assert ex.leak_notes(clean) == []
+
+
 def test_overlap_without_speaker_ids_says_unknown():
     result = ex.overlap([{"sentence": "a"}], _rows(["b"]))
     assert result["speakers"] is None and result["sentences"] == 0

@@ -80,6 +80,13 @@ def test_missing_local_model_is_a_clear_error(tmp_path):
         I.load_model("models/whisper-bsae")  # a typo under a local folder must not be looked up on the Hub
 
 
+def test_a_hub_model_out_of_reach_says_what_to_pass_instead(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as with no network: the id is not in this machine's cache
+    with pytest.raises(OSError, match="'openai/whisper-nonexistent-size' is not in this machine's Hugging Face "
+                                      "cache.*models/whisper-base"):
+        I.load_model("openai/whisper-nonexistent-size")
+
+
 class _ConfigOnly:
     """A model stand-in carrying a checkpoint's real configs (generation_kwargs only reads those)."""
 

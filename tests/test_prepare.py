@@ -112,15 +112,16 @@ def test_filters_drop_long_audio_long_labels_and_empty_transcripts(tiny_processo
     ds = as_dataset(rows(
         ("A short sentence.", 1.5, "ok.mp3"),
         ("   ", 1.0, "empty.mp3"),
+        ("¿...?", 1.0, "punctuation.mp3"),
         ("Too long to listen to.", 31.0, "long_audio.mp3"),
         (long_sentence, 2.0, "long_labels.mp3"),
         ("Exactly thirty seconds.", 30.0, "thirty.mp3"),
     ))
     kept, report = P.filter_rows(ds, tiny_processor.tokenizer)
     assert list(kept["path"]) == ["ok.mp3", "thirty.mp3"]
-    assert report.counts == {P.REASON_EMPTY: 1, P.REASON_AUDIO: 1, P.REASON_LABELS: 1}
-    assert report.as_dict() == {"rows_in": 5, "rows_out": 2, "dropped": 3,
-                                "by_reason": {P.REASON_AUDIO: 1, P.REASON_EMPTY: 1, P.REASON_LABELS: 1}}
+    assert report.counts == {P.REASON_EMPTY: 2, P.REASON_AUDIO: 1, P.REASON_LABELS: 1}
+    assert report.as_dict() == {"rows_in": 6, "rows_out": 2, "dropped": 4,
+                                "by_reason": {P.REASON_AUDIO: 1, P.REASON_EMPTY: 2, P.REASON_LABELS: 1}}
     text = report.summary(P.FILTER_REASONS)
     assert all(reason in text for reason in P.FILTER_REASONS)
 
@@ -128,7 +129,8 @@ def test_filters_drop_long_audio_long_labels_and_empty_transcripts(tiny_processo
     with written.open(newline="", encoding="utf-8") as handle:
         dropped = list(csv.DictReader(handle))
     assert {(d["path"], d["reason"]) for d in dropped} == {
-        ("empty.mp3", P.REASON_EMPTY), ("long_audio.mp3", P.REASON_AUDIO), ("long_labels.mp3", P.REASON_LABELS)}
+        ("empty.mp3", P.REASON_EMPTY), ("punctuation.mp3", P.REASON_EMPTY), ("long_audio.mp3", P.REASON_AUDIO),
+        ("long_labels.mp3", P.REASON_LABELS)}
 
 
 def test_filters_leave_clips_of_unknown_duration_to_the_collator(tiny_processor):

@@ -442,7 +442,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     assert summary["zero_shot"]["wer"] is not None and summary["final"]["wer"] is not None
     assert summary["precision"] == ("fp32" if not torch.cuda.is_available() else summary["precision"])
     for name in ("model/config.json", "model/generation_config.json", "model/README.md", "model/tokenizer.json",
-                 "dropped_rows.csv", "examples.csv", "zero_shot.json"):
+                 "model/preprocessor_config.json", "dropped_rows.csv", "examples.csv", "zero_shot.json"):
         assert (run_dir / name).is_file(), name
     assert "a very long recording" in (run_dir / "dropped_rows.csv").read_text()
     examples = T.read_examples(run_dir / "examples.csv")
