@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers import ROOT, summary
+from helpers.files import writable_folder
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 DEFAULT_NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -463,7 +464,10 @@ class Batch:
         return sorted(given - declared - set(BASE_PARAMETERS))
 
     def run(self) -> int:
-        self.runs.mkdir(parents=True, exist_ok=True)
+        try:
+            writable_folder(self.runs, "runs folder")
+        except OSError as err:
+            raise BatchError(str(err)) from None
         names = ", ".join(n.name for n in self.notebooks)
         self.say(f"batch: {len(self.languages)} language(s) [{' '.join(self.languages)}] x {len(self.notebooks)} "
                  f"notebook(s) [{names}], kernel {self.kernel}, outputs in {self.runs}/<language>/")
@@ -490,7 +494,11 @@ class Batch:
     def run_language(self, language: str) -> bool:
         """Run (or skip) the notebooks of one language; False when one failed."""
         run_dir = self.runs / language
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            writable_folder(run_dir)
+        except OSError as err:  # this language fails with the reason; the others go on
+            self.say(f"[{_clock(time.monotonic() - self.started)}] {language}: FAILED: {err}")
+            return False
         params = language_parameters(language, self.runs, self.config, self.cli)
         status = read_status(run_dir)
         decisions = plan(self.notebooks, params, status, run_dir, self.force)

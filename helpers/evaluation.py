@@ -16,6 +16,7 @@ The same steps run as a script, e.g. on a GPU machine for a whole Common Voice t
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import re
 from collections import Counter
@@ -31,6 +32,7 @@ from helpers.normalize import base_language
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"
+TRANSCRIPTS_DIR = "transcripts"  # <label>.csv per model, written while it transcribes
 CARD_SECTION_START = "<!-- evaluation results: start -->"
 CARD_SECTION_END = "<!-- evaluation results: end -->"
 FLAGS = ("empty_prediction", "repetition", "too_long", "wrong_language", "wrong_script")
@@ -139,10 +141,29 @@ class EvalRun:
 
 def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normalizer: Callable[[str], str],
                    batch_size: int = 8, label: str = "model", device: str = "auto", dtype: str = "auto",
-                   num_beams: int = 1, warmup: bool = True, keep_model: bool = True) -> EvalRun:
-    """Load `model_name`, transcribe `clips` in batches (after a warm-up), and score the predictions."""
+                   num_beams: int = 1, warmup: bool = True, keep_model: bool = True,
+                   transcripts: str | Path | None = None) -> EvalRun:
+    """Load `model_name`, transcribe `clips` in batches (after a warm-up), and score the predictions.
+
+    `transcripts`: a CSV file that gets each clip's reference and transcript as soon as its window of clips is
+    done (index, path, reference, prediction), so that an evaluation of a whole split shows its progress on disk
+    and keeps what it did if it is interrupted. Clips are read as a stream: only their text stays in memory."""
     model, processor = load_model(model_name, device=device, dtype=dtype)
     info: list[dict] = []
+    written = 0
+    handle = None
+    if transcripts is not None:
+        Path(transcripts).parent.mkdir(parents=True, exist_ok=True)
+        handle = Path(transcripts).open("w", newline="", encoding="utf-8")
+        writer = csv.writer(handle)
+        writer.writerow(["index", "path", "reference", "prediction"])
+
+    def write(texts: list[str]) -> None:
+        nonlocal written
+        for clip, text in zip(info[written:written + len(texts)], texts):
+            writer.writerow([clip["index"], clip["path"], clip["reference"], text])
+        written += len(texts)
+        handle.flush()
 
     def rows():
         for index, row in enumerate(clips):
@@ -152,8 +173,12 @@ def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normali
                          "duration": _number(row.get("duration")), "reference": _text(row.get("sentence"))})
             yield row
 
-    result: Transcription = transcribe(model, processor, rows(), language=language, batch_size=batch_size,
-                                       num_beams=num_beams)
+    try:
+        result: Transcription = transcribe(model, processor, rows(), language=language, batch_size=batch_size,
+                                           num_beams=num_beams, on_window=write if handle else None)
+    finally:
+        if handle is not None:
+            handle.close()
     if not info:
         raise ValueError(f"no clips to evaluate {model_name!r} on: the split is empty (or every row was skipped)")
     for clip, seconds in zip(info, result.clip_seconds):
@@ -613,19 +638,21 @@ def main(argv: list[str] | None = None) -> int:
     normalizer = eval_normalizer(args.language)
     tuned_name, why = resolve_finetuned(args.finetuned, args.run_dir)
     print(why)
-    ds = load_split(args.dataset, args.language, args.split)
-    clips = first_clips(ds, args.max_eval_samples)
+    skipped: list = []  # streamed: the split is read clip by clip, never held in memory whole
+    clips = first_clips(load_split(args.dataset, args.language, args.split, streaming=True, skipped=skipped),
+                        args.max_eval_samples)
+    transcripts = Path(args.run_dir) / TRANSCRIPTS_DIR
     baseline = evaluate_model(args.model, clips, args.language, normalizer, args.batch_size, label="baseline",
-                              keep_model=False)
+                              keep_model=False, transcripts=transcripts / "baseline.csv")
     tuned = (evaluate_model(tuned_name, clips, args.language, normalizer, args.batch_size, label="fine-tuned",
-                            keep_model=False) if tuned_name else None)
+                            keep_model=False, transcripts=transcripts / "fine-tuned.csv") if tuned_name else None)
     from helpers.widgets import format_table
 
     runs = [baseline] + ([tuned] if tuned else [])
     print(format_table(comparison_rows(runs)))
     print(format_table(speed_rows(runs)))
     write_outputs(args.run_dir, baseline, tuned, language=args.language, dataset=args.dataset, split=args.split,
-                  normalizer_name=eval_normalizer_name(args.language), num_skipped=len(getattr(ds, "skipped", [])))
+                  normalizer_name=eval_normalizer_name(args.language), num_skipped=len(skipped))
     print(f"wrote {Path(args.run_dir) / RESULTS_FILE} and {Path(args.run_dir) / PREDICTIONS_FILE}")
     return 0
 

@@ -22,6 +22,21 @@ def hub_id(name: str | Path) -> str | None:
     return name
 
 
+def writable_folder(path: str | Path, name: str = "run_dir") -> Path:
+    """`path`, created if needed and tried with a small file; an OSError that says which folder and why when it
+    cannot be written (read-only, full, not a folder), before any work that would be lost."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"{name} {path.as_posix()!r} cannot be written ({err.strerror or err}): choose another "
+                      f"{name}, or free space or fix permissions there.") from None
+    return path
+
+
 def json_ready(value: Any) -> Any:
     """`value` with numpy scalars as Python numbers and NaN/infinity as None (JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):

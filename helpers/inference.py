@@ -15,7 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -290,7 +290,7 @@ def token_budget(model, seconds: float) -> int:
 
 def transcribe(model, processor, clips: Iterable[Any], language: str | None = None, batch_size: int = 8,
                task: str = "transcribe", num_beams: int = 1, max_new_tokens: int | str | None = "auto",
-               window: int | None = None) -> Transcription:
+               window: int | None = None, on_window: Callable[[list[str]], None] | None = None) -> Transcription:
     """Transcribe clips in batches and time it.
 
     `clips` is any iterable of loader rows, audio dicts or 16 kHz arrays (a list, a `datasets.Dataset` or a
@@ -300,6 +300,7 @@ def transcribe(model, processor, clips: Iterable[Any], language: str | None = No
 
     `max_new_tokens`: "auto" caps each batch by the duration of its longest clip (`token_budget`), so a looping
     decoder costs little time; None leaves the model's own limit; an int is a fixed cap.
+    `on_window`, if given, gets each window's texts as soon as they are done (to write them as they come).
     """
     auto = max_new_tokens == "auto"
     kwargs = generation_kwargs(model, language, task=task, num_beams=num_beams,
@@ -329,6 +330,8 @@ def transcribe(model, processor, clips: Iterable[Any], language: str | None = No
         seconds += [len(a) / SAMPLING_RATE for a in arrays]
         audio_seconds += sum(len(a) for a in arrays) / SAMPLING_RATE
         texts.extend(out)  # type: ignore[arg-type]
+        if on_window is not None:
+            on_window(out)  # type: ignore[arg-type]
     return Transcription(texts=texts, audio_seconds=audio_seconds, compute_seconds=compute_seconds,
                          batch_size=batch_size, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
                          batch_sizes=sizes, clip_seconds=seconds)

@@ -37,12 +37,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from helpers.files import hub_id, write_json
+from helpers.files import hub_id, writable_folder, write_json
 from helpers.normalize import base_language
 from helpers.prepare import (
     DropReport,
-    FILTER_REASONS,
-    OVERLAP_REASONS,
     READ_REASONS,
     READ_SKIPS,
     READ_STEP,
@@ -987,7 +985,7 @@ def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> Pr
 
 def run(cfg: TrainConfig) -> dict:
     """Every step of notebook 03, for scripts and multi-GPU launches. Returns the training.json content."""
-    run_dir = Path(cfg.run_dir)
+    run_dir = writable_folder(cfg.run_dir)  # fails now rather than after training
     whisper, processor, language_name = load_model(cfg.model, cfg.language, freeze_encoder=cfg.freeze_encoder,
                                                    lora=cfg.lora)
     defaults = device_defaults(whisper)

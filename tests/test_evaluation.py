@@ -294,6 +294,28 @@ def test_worst_clips_with_players(tiny_run, capsys):
     assert len(blocks) == 2 and "REF:" in out and "VBox" in out  # the players' box was displayed
 
 
+def test_transcripts_are_written_window_by_window(tiny_en_dir, tmp_path, monkeypatch):
+    from helpers.data import load_split
+
+    stream = load_split("sample", "en", "test", streaming=True)  # a whole split is read as a stream
+    seen = []
+    original = E.transcribe
+
+    def spy(*args, **kwargs):  # what is on disk each time a window is done
+        inner = kwargs["on_window"]
+        kwargs["on_window"] = lambda texts: (inner(texts), seen.append(len(path.read_text().splitlines())))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(E, "transcribe", spy)
+    path = tmp_path / "transcripts" / "baseline.csv"
+    run = E.evaluate_model(str(tiny_en_dir), E.first_clips(stream, 3), "en", eval_normalizer("en"), batch_size=1,
+                           transcripts=path, warmup=False)
+    assert seen == [4]  # one window of three clips (16 batches to a window), header included, written at once
+    rows = pd.read_csv(path, keep_default_na=False)
+    assert list(rows["prediction"]) == run.predictions and list(rows["reference"]) == run.references
+    assert list(rows["index"]) == [0, 1, 2]
+
+
 def test_command_line(tiny_en_dir, tmp_path, capsys):
     code = E.main(["--language", "en", "--model", str(tiny_en_dir), "--run-dir", str(tmp_path), "--finetuned",
                    "none", "--max-eval-samples", "1", "--batch-size", "1"])

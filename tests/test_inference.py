@@ -165,8 +165,10 @@ def test_streamed_clips_and_long_clips(tiny, en_clips):
     assert len(long_clip) > 30 * 16000
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "only the first 30 seconds" warning: tiny.en has timestamp tokens
-        result = I.transcribe(model, processor, iter([arrays[2], long_clip]), language="en", batch_size=2, window=1)
-    assert result.batch_sizes == [1, 1]
+        windows: list = []
+        result = I.transcribe(model, processor, iter([arrays[2], long_clip]), language="en", batch_size=2, window=1,
+                              on_window=windows.append)
+    assert result.batch_sizes == [1, 1] and windows == [[result.texts[0]], [result.texts[1]]]  # each as it came
     first, second = list(en_clips["sentence"])[:2]
     assert M.compute_metrics([first + " " + second], [result.texts[1]], eval_normalizer("en"))["wer"] < 70
     assert result.audio_seconds == pytest.approx((len(arrays[2]) + len(long_clip)) / 16000)

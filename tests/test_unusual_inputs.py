@@ -213,6 +213,16 @@ def metadata_csv_with_a_byte_order_mark(tmp):
     assert load_split(str(folder), "es", "train")["sentence"] == ["hola"]
 
 
+def run_dir_that_cannot_be_written(tmp):
+    from helpers.batch import main
+    from helpers.files import writable_folder
+
+    (tmp / "a-file").write_text("not a folder")
+    with pytest.raises(OSError, match="run_dir '.*/a-file/run' cannot be written .*choose another run_dir"):
+        writable_folder(tmp / "a-file" / "run")
+    assert main(["--languages", "es", "--runs", str(tmp / "a-file" / "runs"), "--notebooks", "00"]) == 2
+
+
 CASES = [
     ("train and test share a speaker", "reported by notebook 01 with what it means; training goes on",
      shared_speakers),
@@ -239,6 +249,8 @@ CASES = [
      model_folder_without_its_tokenizer),
     ("a Hub model with the Hub out of reach", "a clear error saying what to pass instead", hub_model_out_of_reach),
     ("an audiofolder metadata.csv with a byte-order mark", "works", metadata_csv_with_a_byte_order_mark),
+    ("a run_dir that cannot be written (read-only, full, or not a folder)",
+     "a clear error naming the folder, before any work", run_dir_that_cannot_be_written),
 ]
 
 
