@@ -364,6 +364,7 @@ def comparison_rows(runs: Sequence[EvalRun]) -> list[dict]:
             "WER %": f"{m['wer']:.2f}",
             "orthographic WER %": f"{m['wer_orthographic']:.2f}",
             "CER %": f"{m['cer']:.2f}",
+            "WER % marks kept": f"{m['wer_keep_marks']:.2f}",
             "relative WER improvement %": "" if math.isnan(change) else f"{change:+.1f}",
         })
     return rows
@@ -406,6 +407,7 @@ def run_record(run: EvalRun, table=None) -> dict:
         "wer": _pct(m["wer"]),
         "wer_orthographic": _pct(m["wer_orthographic"]),
         "cer": _pct(m["cer"]),
+        "wer_keep_marks": _pct(m.get("wer_keep_marks")),
         "rtfx": _pct(run.speed["rtfx"]),
         "device": run.speed["device"],
         "dtype": run.speed["dtype"],
@@ -417,9 +419,12 @@ def run_record(run: EvalRun, table=None) -> dict:
 
 
 def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: str, dataset: str, split: str,
-                   normalizer_name: str, num_skipped: int = 0) -> dict:
+                   normalizer_name: str, num_skipped: int = 0, checks: dict | None = None) -> dict:
     """results.json: the evaluated model's numbers at the top level (the fine-tuned one when there is one, else
-    the baseline), the baseline's under "baseline", and the relative WER improvement between them."""
+    the baseline), the baseline's under "baseline", the relative WER improvement between them, the bootstrap
+    intervals and paired difference under "confidence" (helpers.confidence), and `checks` (e.g. what the model
+    writes for silence and noise)."""
+    from helpers.confidence import confidence_record
     from helpers.languages import whisper_language
 
     scripts = M.expected_scripts(baseline.references)
@@ -436,6 +441,8 @@ def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: st
         **main,
         "num_skipped": num_skipped,
         "relative_wer_improvement": _pct(improvement),
+        "confidence": confidence_record(baseline, finetuned),
+        **(checks or {}),
         "baseline": base,
     }
 
@@ -502,6 +509,16 @@ def _card_section(text: str, results: dict) -> str:
     lines.append(f"| this model | {cells(results)} |")
     if results.get("relative_wer_improvement") is not None:
         lines += ["", f"Relative WER improvement over zero-shot: {results['relative_wer_improvement']:.1f}%."]
+    confidence = results.get("confidence") or {}
+    interval = (confidence.get("finetuned") or confidence.get("baseline") or {}).get("wer") or {}
+    if interval.get("low") is not None:
+        lines += ["", f"95% bootstrap interval of this model's WER: {interval['low']:.1f} to {interval['high']:.1f}% "
+                  f"({interval['groups']} {interval['resampled']} drawn whole, {interval['resamples']} draws)."]
+    difference = confidence.get("wer_difference_finetuned_minus_baseline") or {}
+    if difference.get("low") is not None:
+        lines += [f"Fine-tuned minus zero-shot WER: {difference['value']:+.1f} points (interval {difference['low']:+.1f} "
+                  f"to {difference['high']:+.1f}); fine-tuning helped in {100 * difference['probability_improved']:.0f}% "
+                  "of the paired draws."]
     lines += ["", f"Normalised with Whisper's `{results['normalizer']}`; dataset `{results['dataset']}`, "
               f"language `{results['language']}`.", "", CARD_SECTION_END]
     section = "\n".join(lines)
@@ -512,7 +529,8 @@ def _card_section(text: str, results: dict) -> str:
 
 
 def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
-                  dataset: str, split: str, normalizer_name: str, num_skipped: int = 0) -> dict:
+                  dataset: str, split: str, normalizer_name: str, num_skipped: int = 0,
+                  checks: dict | None = None) -> dict:
     """Write predictions.csv and results.json to run_dir, and the results into the fine-tuned model's card when
     that model is a local folder. Returns the results record."""
     run_dir = Path(run_dir)
@@ -520,7 +538,7 @@ def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | N
     main = finetuned or baseline
     write_predictions(predictions_frame(main, baseline if finetuned else None, scripts), run_dir / PREDICTIONS_FILE)
     results = results_record(baseline, finetuned, language=language, dataset=dataset, split=split,
-                             normalizer_name=normalizer_name, num_skipped=num_skipped)
+                             normalizer_name=normalizer_name, num_skipped=num_skipped, checks=checks)
     write_json(results, run_dir / RESULTS_FILE)
     if finetuned is not None and Path(finetuned.model_name).is_dir():
         update_model_card(finetuned.model_name, results)
@@ -530,6 +548,21 @@ def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | N
 # --------------------------------------------------------------------------------------------------------------
 # Try your model
 # --------------------------------------------------------------------------------------------------------------
+
+
+def silence_and_noise(run: EvalRun, seconds: float = 5.0, seed: int = 0) -> dict[str, str]:
+    """What the model writes for audio without speech: digital silence and white noise, `seconds` each. A sound
+    model writes nothing; fine-tuned models often write a stock phrase from their training data (the best-known
+    Whisper hallucination)."""
+    import numpy as np
+
+    from helpers.inference import SAMPLING_RATE
+
+    n = int(seconds * SAMPLING_RATE)
+    clips = {"silence": np.zeros(n, np.float32),
+             "noise": (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)}
+    result = transcribe(run.model, run.processor, list(clips.values()), language=run.language, batch_size=2)
+    return dict(zip(clips, (text.strip() for text in result.texts)))
 
 
 def transcribe_with(runs: Sequence[EvalRun], audio: Any, language: str) -> dict[str, str]:

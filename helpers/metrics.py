@@ -135,7 +135,8 @@ def _check_lengths(references: Sequence, predictions: Sequence) -> None:
 
 
 def compute_metrics(references: Sequence[str], predictions: Sequence[str], normalizer: Normalizer) -> dict:
-    """Normalised WER, orthographic WER and CER (percent) on the same clips, with the counts behind them.
+    """Normalised WER, orthographic WER, CER and the WER with combining marks kept (percent) on the same clips,
+    with the counts behind them.
 
     A clip is scored only if its reference is non-empty both raw and normalised, so both WERs cover exactly the
     same clips; the others are counted in `num_empty_references`.
@@ -149,14 +150,27 @@ def compute_metrics(references: Sequence[str], predictions: Sequence[str], norma
     words = word_counts([norm_refs[i] for i in keep], [norm_preds[i] for i in keep])
     ortho = word_counts([raw_refs[i] for i in keep], [raw_preds[i] for i in keep])
     chars = char_counts([norm_refs[i] for i in keep], [norm_preds[i] for i in keep])
+    marks_refs, marks_preds = normalize_all([raw_refs[i] for i in keep], keep_marks), normalize_all(
+        [raw_preds[i] for i in keep], keep_marks)
+    marks = [j for j, ref in enumerate(marks_refs) if ref]
+    marks_kept = word_counts([marks_refs[j] for j in marks], [marks_preds[j] for j in marks])
     return {
         "num_samples": len(keep),
         "num_empty_references": len(raw_refs) - len(keep),
         "wer": words.rate,
         "wer_orthographic": ortho.rate,
         "cer": chars.rate,
+        "wer_keep_marks": marks_kept.rate,  # the same clips, combining marks kept (see keep_marks)
         **words.as_dict(),
     }
+
+
+def keep_marks(text: str) -> str:
+    """Lower-case, punctuation removed, combining marks kept. Whisper's BasicTextNormalizer deletes combining
+    marks, which splits Devanagari (Thai, Thaana, ...) words into fragments; this one keeps words whole, so a WER
+    on it can be read for those scripts (and is close to Whisper's for Latin scripts)."""
+    text = unicodedata.normalize("NFC", str(text)).casefold()
+    return " ".join("".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text).split())
 
 
 def relative_improvement(before: float, after: float) -> float:

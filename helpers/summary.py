@@ -50,6 +50,9 @@ SOURCES: dict[str, Any] = {
         "cer": ("cer",),
         "rtfx": ("rtfx",),
         "device": ("device",),
+        # 95 % bootstrap interval of the evaluated model's WER and the paired comparison (helpers.confidence)
+        "interval": ("confidence", "finetuned", "wer"),
+        "difference": ("confidence", "wer_difference_finetuned_minus_baseline"),
     },
 }
 
@@ -62,6 +65,9 @@ COLUMNS = (
     "zero_shot_wer",
     "fine_tuned_wer",
     "wer_relative_change_pct",
+    "fine_tuned_wer_low",
+    "fine_tuned_wer_high",
+    "probability_fine_tuning_helped",
     "wer_orthographic",
     "cer",
     "rtfx",
@@ -80,6 +86,9 @@ MARKDOWN_COLUMNS = (
     ("zero_shot_wer", "zero-shot WER %", "{:.1f}"),
     ("fine_tuned_wer", "fine-tuned WER %", "{:.1f}"),
     ("wer_relative_change_pct", "WER change %", "{:+.1f}"),
+    ("fine_tuned_wer_low", "95% interval from", "{:.1f}"),
+    ("fine_tuned_wer_high", "to", "{:.1f}"),
+    ("probability_fine_tuning_helped", "P(helped)", "{:.2f}"),
     ("wer_orthographic", "orthographic WER %", "{:.1f}"),
     ("cer", "CER %", "{:.1f}"),
     ("rtfx", "RTFx", "{:.1f}"),
@@ -95,6 +104,13 @@ def read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def nested(mapping: Any, path: tuple[str, ...]) -> dict:
+    """The mapping found by following `path` ({} where a step is missing or not a mapping)."""
+    for key in path:
+        mapping = mapping.get(key) if isinstance(mapping, dict) else None
+    return mapping if isinstance(mapping, dict) else {}
 
 
 def number(mapping: Any, keys: tuple[str, ...]) -> float | int | None:
@@ -193,6 +209,9 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
         "zero_shot_wer": zero_shot,
         "fine_tuned_wer": fine_tuned,
         "wer_relative_change_pct": relative_change(zero_shot, fine_tuned),
+        "fine_tuned_wer_low": number(nested(results, spec["interval"]), ("low",)) if fine_tuned is not None else None,
+        "fine_tuned_wer_high": number(nested(results, spec["interval"]), ("high",)) if fine_tuned is not None else None,
+        "probability_fine_tuning_helped": number(nested(results, spec["difference"]), ("probability_improved",)),
         "wer_orthographic": number(results, spec["wer_orthographic"]),
         "cer": number(results, spec["cer"]),
         "rtfx": number(results, spec["rtfx"]),
@@ -242,7 +261,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "# Batch run summary",
         "",
         "WER and CER are percentages on the evaluation split; zero-shot is the model before fine-tuning. "
-        "WER change is relative (negative = fewer errors). Orthographic WER (text as written), CER and RTFx "
+        "WER change is relative (negative = fewer errors). The 95% interval of the fine-tuned WER comes from "
+        "1,000 bootstrap draws of whole speakers; P(helped) is the share of paired draws in which the fine-tuned "
+        "model had the lower WER. Orthographic WER (text as written), CER and RTFx "
         "(seconds of audio transcribed per second) are the fine-tuned model's, or the baseline's when no "
         "fine-tuned model was evaluated.",
         "",

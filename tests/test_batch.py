@@ -248,6 +248,8 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
     (runs / "es" / "training.json").write_text(json.dumps({"train_runtime": 3725.0}))
     (runs / "es" / "results.json").write_text(json.dumps(
         {"wer": 30.0, "wer_orthographic": 35.5, "cer": 9.25, "rtfx": 14.0, "device": "cuda",
+         "confidence": {"finetuned": {"wer": {"low": 21.5, "high": 38.25}},
+                        "wer_difference_finetuned_minus_baseline": {"probability_improved": 0.97}},
          "baseline": {"wer": 40.0, "wer_orthographic": 50.0, "cer": 12.0, "rtfx": 15.0, "device": "cuda"}}))
     (runs / "de" / "status.json").write_text(json.dumps(
         {"state": "failed", "error": "03_fine_tuning In [7]: RuntimeError: out of memory",
@@ -273,6 +275,9 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
     assert float(es["wer_relative_change_pct"]) == pytest.approx(-25.0)
     assert (es["wer_orthographic"], es["cer"], es["rtfx"], es["device"]) == ("35.5", "9.25", "14.0", "cuda")
     assert (es["train_seconds"], es["run_seconds"]) == ("3725.0", "61.0")
+    assert (es["fine_tuned_wer_low"], es["fine_tuned_wer_high"], es["probability_fine_tuning_helped"]) \
+        == ("21.5", "38.25", "0.97")
+    assert rows["en"]["fine_tuned_wer_low"] == "" and rows["tr"]["probability_fine_tuning_helped"] == ""
     assert rows["de"]["status"] == "failed (03_fine_tuning)" and "out of memory" in rows["de"]["error"]
     assert rows["de"]["zero_shot_wer"] == "" and rows["de"]["clips"] == ""
     assert rows["hi"]["status"] == "not run"
@@ -286,7 +291,7 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
         == ("not run", "", "0", "", "")
 
     md = paths["md"].read_text()
-    assert "| es | ok | 60 | 0.070 | 40.0 | 30.0 | -25.0 | 35.5 | 9.2 | 14.0 | 1:02:05 | cuda |" in md
+    assert "| es | ok | 60 | 0.070 | 40.0 | 30.0 | -25.0 | 21.5 | 38.2 | 0.97 | 35.5 | 9.2 | 14.0 | 1:02:05 | cuda |" in md
     assert "- **de**: 03_fine_tuning In [7]: RuntimeError: out of memory" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
