@@ -145,17 +145,24 @@ def confidence_record(baseline, finetuned=None, resamples: int = RESAMPLES, seed
     return out
 
 
-def by_speaker(run, min_clips: int = 3) -> list[dict]:
-    """WER per speaker, worst first: clips, reference words, WER, and whether the group is too small to read
-    (`min_clips`). Clips without a speaker id are one group, "(none)"."""
+def by_group(run, column: str = "client_id", min_clips: int = 3) -> list[dict]:
+    """WER per value of a clip column (the speaker, or a demographic column such as gender, age or accents), worst
+    first: clips, reference words, WER, and `small` when the group has fewer than `min_clips` clips (too few to
+    read). Clips without a value form the group "(not given)"."""
     words = clip_errors(run.references, run.predictions, run.normalizer)
     table: dict[str, list] = {}
     for j, i in enumerate(words.kept):
-        speaker = str(run.clips[i].get("client_id") or "") or "(none)"
-        entry = table.setdefault(speaker, [0, 0.0, 0.0])
+        value = str(run.clips[i].get(column) or "") or "(not given)"
+        entry = table.setdefault(value, [0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += words.errors[j]
         entry[2] += words.lengths[j]
-    rows = [{"speaker": name[:12], "clips": n, "words": int(w), "wer": round(100 * e / w, 1) if w else None,
-             "small": n < min_clips} for name, (n, e, w) in table.items()]
+    rows = [{column: value[:24], "clips": n, "words": int(w), "wer": round(100 * e / w, 1) if w else None,
+             "small": n < min_clips} for value, (n, e, w) in table.items()]
     return sorted(rows, key=lambda r: (r["wer"] is None, -(r["wer"] or 0)))
+
+
+def group_columns(run, columns=("client_id", "gender", "age", "accents", "variant")) -> list[str]:
+    """The columns worth grouping by: those with a value on at least one clip (most Common Voice clips have a
+    speaker; many leave age, gender and accent empty; other sources have none of them)."""
+    return [c for c in columns if any(clip.get(c) for clip in run.clips)]

@@ -61,6 +61,9 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 # column; Multilingual LibriSpeech; generic.
 TEXT_COLUMNS = ("sentence", "raw_transcription", "transcription", "raw_text", "normalized_text", "transcript", "text")
 SPEAKER_COLUMNS = ("client_id", "speaker_id")
+# Who is speaking, as Common Voice records it (empty where the speaker did not say): read with every row so that
+# evaluation can say whom a model fails. Source column names, best first, for each of ours.
+DEMOGRAPHICS = {"age": ("age",), "gender": ("gender",), "accents": ("accents", "accent"), "variant": ("variant",)}
 SPLIT_ALIASES = (("dev", "validation", "valid", "val"), ("train", "training"), ("test", "testing"))
 
 FEATURES = datasets.Features(
@@ -70,6 +73,7 @@ FEATURES = datasets.Features(
         "client_id": datasets.Value("string"),
         "path": datasets.Value("string"),
         "duration": datasets.Value("float64"),
+        **{name: datasets.Value("string") for name in DEMOGRAPHICS},
     }
 )
 _DECODED_FEATURES = datasets.Features({**FEATURES, "row": datasets.Value("int64"), "skip": datasets.Value("string")})
@@ -81,6 +85,7 @@ LIGHT_FEATURES = datasets.Features(
         "client_id": datasets.Value("string"),
         "path": datasets.Value("string"),
         "duration": datasets.Value("float64"),
+        **{name: datasets.Value("string") for name in DEMOGRAPHICS},
         "split": datasets.Value("string"),
         "row": datasets.Value("int64"),
     }
@@ -90,7 +95,8 @@ SKIP_MISSING = "missing clip"
 SKIP_BAD_AUDIO = "bad audio"
 CLIP_DURATIONS = "clip_durations.tsv"  # Common Voice releases since 2023: clip name -> duration in ms
 # Standard column -> source column, for sources whose rows are already in our shape.
-_OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_id", "path": "path"}
+_OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_id", "path": "path",
+                **{name: name for name in DEMOGRAPHICS}}
 
 logger = logging.getLogger(__name__)
 
@@ -374,7 +380,7 @@ def _cv_rows(folder: Path, tsv: Path):
             if len(fields) != len(header):
                 skip = f"missing field: expected {len(header)} tab-separated fields, found {len(fields)}"
             yield _row(reader.line_num, clips / clip if clip else None, row.get("sentence", ""),
-                       row.get("client_id", ""), clip, skip)
+                       row.get("client_id", ""), clip, skip, _who(row))
 
 
 def _audiofolder_rows(folder: Path):
@@ -399,7 +405,7 @@ def _audiofolder_rows(folder: Path):
         skip = record.get("_error") or (f"missing field: no {' or '.join(missing)}" if missing else "")
         name = record.get("file_name") or ""
         yield _row(number, folder / name if name else None, record.get(text) or "",
-                   record.get(speaker) if speaker else "", name, skip)
+                   record.get(speaker) if speaker else "", name, skip, _who(record))
 
 
 def _json_record(line: str) -> dict:
@@ -410,23 +416,30 @@ def _json_record(line: str) -> dict:
     return record if isinstance(record, dict) else {"_error": "missing field: line is not a JSON object"}
 
 
-def _row(number: int, file: Path | None, sentence: str, client_id, path: str, skip: str) -> dict:
+def _who(record: dict) -> dict[str, str]:
+    """The demographic columns of a source row (empty strings where absent)."""
+    return {ours: next((str(record[c]) for c in theirs if record.get(c) not in (None, "")), "")
+            for ours, theirs in DEMOGRAPHICS.items()}
+
+
+def _row(number: int, file: Path | None, sentence: str, client_id, path: str, skip: str, who: dict) -> dict:
     audio = {"bytes": None, "path": str(file) if file else None}
     return {"row": number, "audio": audio, "sentence": sentence, "client_id": str(client_id or ""), "path": path,
-            "skip": skip}
+            "skip": skip, **who}
 
 
 # ----------------------------------------------------------------------------------------------- decoding
 
 
-def _decode_row(audio, sentence, client_id, path) -> dict:
+def _decode_row(audio, sentence, client_id, path, who: dict | None = None) -> dict:
     """Decode one row into our columns plus "skip" (the reason, or "" when the row is usable)."""
     if isinstance(audio, str):
         audio = {"bytes": None, "path": audio}
     audio = audio or {}
     path = path or audio.get("path") or ""
     out = {"audio": {"array": np.zeros(0, np.float32), "sampling_rate": SAMPLING_RATE},
-           "sentence": (sentence or "").strip(), "client_id": str(client_id or ""), "path": path, "duration": 0.0}
+           "sentence": (sentence or "").strip(), "client_id": str(client_id or ""), "path": path, "duration": 0.0,
+           **{name: str((who or {}).get(name) or "") for name in DEMOGRAPHICS}}
     if not out["sentence"]:
         return {**out, "skip": "empty sentence"}
     source = audio.get("bytes") or audio.get("path")
@@ -444,7 +457,7 @@ def _decode_batch(batch: dict, indices: list[int], columns: dict) -> dict:
     out = {name: [] for name in [*FEATURES, "row", "skip"]}
     for i, index in enumerate(indices):
         value = {ours: batch[theirs][i] if theirs else None for ours, theirs in columns.items()}
-        result = _decode_row(value["audio"], value["sentence"], value["client_id"], value["path"])
+        result = _decode_row(value["audio"], value["sentence"], value["client_id"], value["path"], value)
         result["row"] = batch["row"][i] if "row" in batch else index
         for name in out:
             out[name].append(result[name])
@@ -462,7 +475,8 @@ def _repository_columns(features: dict, shown: str) -> dict:
             f"found: {', '.join(names)}."
         )
     return {"audio": audio, "sentence": text, "client_id": next((c for c in SPEAKER_COLUMNS if c in names), None),
-            "path": "path" if "path" in names else None}
+            "path": "path" if "path" in names else None,
+            **{ours: next((c for c in theirs if c in names), None) for ours, theirs in DEMOGRAPHICS.items()}}
 
 
 def _load_repository(source: _Source, split: str, streaming: bool):
@@ -516,7 +530,7 @@ def _light_row(row: dict, requested: str, durations: dict) -> dict:
     name = row["path"] or Path(str(audio.get("path") or "")).name
     return {"audio": {"bytes": audio.get("bytes"), "path": audio.get("path")}, "sentence": sentence,
             "client_id": str(row["client_id"] or ""), "path": name, "duration": durations.get(Path(name).name),
-            "split": requested, "row": row["row"], "skip": skip}
+            **{k: str(row.get(k) or "") for k in DEMOGRAPHICS}, "split": requested, "row": row["row"], "skip": skip}
 
 
 def _clip_durations(source: _Source) -> dict[str, float]:
@@ -547,10 +561,11 @@ def _light(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.Dat
             part = part.rename_columns({theirs: ours for ours, theirs in columns.items() if theirs and theirs != ours})
             n = part.num_rows
             for name, values in (("client_id", [""] * n), ("path", [""] * n), ("duration", [None] * n),
-                                 ("split", [requested] * n), ("row", list(range(n)))):
+                                 *((k, [""] * n) for k in DEMOGRAPHICS), ("split", [requested] * n),
+                                 ("row", list(range(n)))):
                 if name not in part.column_names:
                     part = part.add_column(name, values)
-            parts.append(part.cast(LIGHT_FEATURES))
+            parts.append(part.select_columns(list(LIGHT_FEATURES)).cast(LIGHT_FEATURES))
             continue
         columns: dict[str, list] = {name: [] for name in LIGHT_FEATURES}
         for row in _rows(source, split):
@@ -585,7 +600,7 @@ def _stream(source: _Source, names: list[str], sink: "_SkipSink", decode: bool =
                 elif row["skip"]:
                     result = row
                 else:
-                    result = _decode_row(row["audio"], row["sentence"], row["client_id"], row["path"])
+                    result = _decode_row(row["audio"], row["sentence"], row["client_id"], row["path"], row)
                 reason = result.pop("skip")
                 if reason:
                     sink.add({"split": requested, "path": result["path"], "row": row["row"], "reason": reason})

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from helpers import metrics as M
+from helpers.data import DEMOGRAPHICS
 from helpers.files import hub_id, write_json
 from helpers.inference import Transcription, load_model, transcribe, warm_up
 from helpers.normalize import base_language
@@ -113,7 +114,7 @@ class EvalRun:
     label: str  # "baseline" or "fine-tuned"
     model_name: str
     language: str
-    clips: list[dict]  # per clip: index, path, client_id, duration, reference
+    clips: list[dict]  # per clip: index, path, client_id, duration, reference, and the DEMOGRAPHICS columns
     predictions: list[str]
     metrics: dict
     speed: dict
@@ -170,7 +171,8 @@ def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normali
             if warmup and index == 0:
                 warm_up(model, processor, row, language)
             info.append({"index": index, "path": _text(row.get("path")), "client_id": _text(row.get("client_id")),
-                         "duration": _number(row.get("duration")), "reference": _text(row.get("sentence"))})
+                         "duration": _number(row.get("duration")), "reference": _text(row.get("sentence")),
+                         **{name: _text(row.get(name)) for name in DEMOGRAPHICS}})
             yield row
 
     try:

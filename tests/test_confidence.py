@@ -97,3 +97,17 @@ def test_describe_says_it_in_a_sentence():
     text = C.describe("WER", {"value": 20.0, "low": 12.5, "high": 30.0, "level": 0.95, "resamples": 1000, "groups": 8,
                               "resampled": "speakers"})
     assert text == "WER 20.0% (95% interval 12.5 to 30.0, 1000 draws of 8 speakers)"
+
+
+def test_wer_by_group_marks_small_groups_and_puts_the_worst_first():
+    from types import SimpleNamespace
+
+    clips = [{"client_id": "a", "gender": "female"}, {"client_id": "a", "gender": "female"},
+             {"client_id": "a", "gender": "female"}, {"client_id": "b", "gender": ""}]
+    run = SimpleNamespace(references=["one two", "three four", "five six", "seven eight"],
+                          predictions=["one two", "three", "five six", "x y"], normalizer=None, clips=clips)
+    speakers = C.by_group(run, "client_id", min_clips=3)
+    assert speakers == [{"client_id": "b", "clips": 1, "words": 2, "wer": 100.0, "small": True},
+                        {"client_id": "a", "clips": 3, "words": 6, "wer": 16.7, "small": False}]
+    assert [row["gender"] for row in C.by_group(run, "gender")] == ["(not given)", "female"]
+    assert C.group_columns(run) == ["client_id", "gender"]  # age, accents, variant: nobody filled them in

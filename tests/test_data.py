@@ -336,7 +336,8 @@ def test_embedded_sample_loads_cleanly(sample_root):
 def test_light_rows_hold_a_reference_not_the_audio_and_skip_what_the_text_and_files_show(locale):
     skipped: list = []
     ds = load_split(str(locale), "es", "train+dev", decode=False, skipped=skipped)
-    assert ds.column_names == ["audio", "sentence", "client_id", "path", "duration", "split", "row"]
+    assert ds.column_names == ["audio", "sentence", "client_id", "path", "duration", "age", "gender", "accents",
+                               "variant", "split", "row"]
     # the corrupt clip is kept: only decoding finds it out (the collator does, and records it)
     assert ds["path"] == ["mono48k.mp3", "stereo44k.wav", "corrupt.mp3", "dev.mp3"]
     assert ds["split"] == ["train", "train", "train", "dev"] and ds["row"] == [2, 3, 4, 2]
@@ -382,3 +383,21 @@ def test_light_rows_of_a_repository_keep_the_audio_bytes_undecoded(repository):
     assert ds["row"] == [0, 1, 2] and ds["split"] == ["dev"] * 3
     assert isinstance(ds[0]["audio"]["bytes"], bytes)
     assert len(decode_clip(ds[0])[0]) == 8000 and decode_clip(ds[1])[1].startswith("bad audio")
+
+
+def test_who_is_speaking_comes_with_every_row(tmp_path):
+    """Common Voice's age, gender and accents (accent on the Hub, variant in newer releases) are read as given,
+    empty where the speaker left them out."""
+    folder = tmp_path / "es"
+    (folder / "clips").mkdir(parents=True)
+    sf.write(folder / "clips" / "a.wav", tone(0.5, 16000), 16000)
+    sf.write(folder / "clips" / "b.wav", tone(0.5, 16000), 16000)
+    write_tsv(folder / "train.tsv", NEW_HEADER, [
+        ["s1", "a.wav", "1", "Hola.", "", "2", "0", "thirties", "female", "España", "peninsular", "es", ""],
+        ["s2", "b.wav", "2", "Adiós.", "", "2", "0", "", "", "", "", "es", ""]])
+    for decode in (True, False):
+        ds = load_split(str(folder), "es", "train", decode=decode)
+        assert [(r["age"], r["gender"], r["accents"], r["variant"]) for r in ds] == [
+            ("thirties", "female", "España", "peninsular"), ("", "", "", "")]
+    stream = load_split(str(folder), "es", "train", streaming=True)
+    assert [r["gender"] for r in stream] == ["female", ""]
