@@ -182,6 +182,9 @@ def test_model_card_gets_the_results(tmp_path):
     assert entries[0]["dataset"]["config"] == "es" and entries[0]["dataset"]["split"] == "test"
     assert meta["language"] == "es" and meta["base_model"] == "openai/whisper-base"  # notebook 03's fields kept
     assert text.count(E.CARD_SECTION_START) == 1 and "Relative WER improvement over zero-shot: 100.0%" in text
+    interval = results["confidence"]["finetuned"]["wer"]
+    assert f"95% bootstrap interval of this model's WER: {interval['low']:.1f} to {interval['high']:.1f}%" in text
+    assert "fine-tuning helped in 100% of the paired draws" in text  # every fine-tuned transcript is right
     assert "## Training" in text
 
 
