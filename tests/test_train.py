@@ -589,3 +589,19 @@ def test_gradient_accumulation_averages_like_one_batch_of_the_same_rows(mini_dir
         logged.append(next(h for h in trainer.state.log_history if "loss" in h))
     assert logged[1]["loss"] == pytest.approx(logged[0]["loss"], rel=1e-4)
     assert logged[1]["grad_norm"] == pytest.approx(logged[0]["grad_norm"], rel=1e-3)
+
+
+def test_a_streamed_training_split_trains_and_counts_its_drops_as_it_is_read(mini_dir, tmp_path):
+    folder = tmp_path / "cv" / "en"
+    write_cv_folder(folder, {"train": [(s, 1.0 + 0.1 * i, "a") for i, s in enumerate(SENTENCES[:4])]
+                             + [("good night", 1.0, "a")],  # also a test sentence: dropped while streamed
+                             "test": [("Good night!", 0.9, "c")]})
+    run_dir = tmp_path / "run"
+    assert T.main(["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
+                   "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8",
+                   "--train-split", "train", "--streaming", "true"]) == 0
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["status"] == "trained" and summary["steps"] == 2 and summary["dataloader_workers"] == 0
+    assert summary["train_rows"] is None  # a stream is not counted ahead
+    overlap = summary["dropped"]["overlap with evaluation split"]
+    assert overlap["by_reason"] == {P.REASON_SENTENCE: 1} and overlap["rows_in"] == 5  # counted as it was read
