@@ -123,25 +123,22 @@ def describe(name: str, result: dict) -> str:
 # ------------------------------------------------------------------------------------ evaluated models
 
 
-def run_intervals(run, resamples: int = RESAMPLES, seed: int = 0) -> dict:
-    """WER and CER of an evaluated model (helpers.evaluation.EvalRun) with their intervals, speakers drawn whole."""
-    speakers = [clip.get("client_id") for clip in run.clips]
-    words = clip_errors(run.references, run.predictions, run.normalizer)
-    chars = clip_errors(run.references, run.predictions, run.normalizer, unit="char")
-    return {"wer": interval(words, speakers, resamples, seed=seed), "cer": interval(chars, speakers, resamples, seed=seed)}
-
-
 def confidence_record(baseline, finetuned=None, resamples: int = RESAMPLES, seed: int = 0) -> dict:
-    """What results.json keeps: each model's intervals and, with a fine-tuned model, the paired WER difference
+    """What results.json keeps: each evaluated model's (helpers.evaluation.EvalRun) WER and CER with their
+    intervals, speakers drawn whole, and, with a fine-tuned model, the paired WER difference
     (`wer_difference_finetuned_minus_baseline`, in percentage points: negative means fine-tuning helped)."""
-    out = {"baseline": run_intervals(baseline, resamples, seed)}
+    speakers = [clip.get("client_id") for clip in baseline.clips]
+    out, words = {}, {}
+    for key, run in (("baseline", baseline), ("finetuned", finetuned)):
+        if run is None:
+            continue
+        words[key] = clip_errors(run.references, run.predictions, run.normalizer)
+        chars = clip_errors(run.references, run.predictions, run.normalizer, unit="char")
+        out[key] = {"wer": interval(words[key], speakers, resamples, seed=seed),
+                    "cer": interval(chars, speakers, resamples, seed=seed)}
     if finetuned is not None:
-        out["finetuned"] = run_intervals(finetuned, resamples, seed)
-        speakers = [clip.get("client_id") for clip in baseline.clips]
-        out["wer_difference_finetuned_minus_baseline"] = paired(
-            clip_errors(baseline.references, baseline.predictions, baseline.normalizer),
-            clip_errors(finetuned.references, finetuned.predictions, finetuned.normalizer), speakers, resamples,
-            seed=seed)
+        out["wer_difference_finetuned_minus_baseline"] = paired(words["baseline"], words["finetuned"], speakers,
+                                                                resamples, seed=seed)
     return out
 
 

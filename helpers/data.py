@@ -213,8 +213,8 @@ def decode_clip(row: dict) -> tuple[np.ndarray | None, str]:
     audio = row.get("audio") or {}
     if isinstance(audio, dict) and audio.get("array") is not None:
         return np.asarray(audio["array"], dtype=np.float32), ""
-    result = _decode_row(audio, "-", row.get("client_id"), row.get("path"))  # only the audio is checked here
-    return (result["audio"]["array"], "") if not result["skip"] else (None, result["skip"])
+    array, _, reason = _read_audio(audio, row.get("path") or "")
+    return array, reason
 
 
 def write_skipped(skipped: list[dict], path: str | Path) -> Path:
@@ -431,24 +431,43 @@ def _row(number: int, file: Path | None, sentence: str, client_id, path: str, sk
 # ----------------------------------------------------------------------------------------------- decoding
 
 
+def _as_reference(audio) -> dict:
+    """An audio value as {"bytes", "path"}: a bare path becomes one."""
+    return {"bytes": None, "path": audio} if isinstance(audio, str) else dict(audio or {})
+
+
+def _missing(audio: dict, path: str) -> str:
+    """Why the clip of an audio reference is not there ("" when it is), found without decoding it."""
+    if audio.get("bytes") or (audio.get("path") and Path(audio["path"]).is_file()):
+        return ""
+    return f"{SKIP_MISSING}: {path or '(no path)'} not found"
+
+
+def _read_audio(audio, path: str) -> tuple[np.ndarray | None, float, str]:
+    """(16 kHz samples, seconds, "") for an audio reference, or (None, 0.0, the reason) when it cannot be used."""
+    audio = _as_reference(audio)
+    path = path or audio.get("path") or ""
+    problem = _missing(audio, path)
+    if problem:
+        return None, 0.0, problem
+    try:
+        array, duration = decode(audio.get("bytes") or audio["path"], SAMPLING_RATE, name=path)
+    except AudioError as err:
+        return None, 0.0, f"{SKIP_BAD_AUDIO}: {err.reason}"
+    return array, duration, ""
+
+
 def _decode_row(audio, sentence, client_id, path, who: dict | None = None) -> dict:
     """Decode one row into our columns plus "skip" (the reason, or "" when the row is usable)."""
-    if isinstance(audio, str):
-        audio = {"bytes": None, "path": audio}
-    audio = audio or {}
-    path = path or audio.get("path") or ""
+    path = path or _as_reference(audio).get("path") or ""
     out = {"audio": {"array": np.zeros(0, np.float32), "sampling_rate": SAMPLING_RATE},
            "sentence": (sentence or "").strip(), "client_id": str(client_id or ""), "path": path, "duration": 0.0,
            **{name: str((who or {}).get(name) or "") for name in DEMOGRAPHICS}}
     if not out["sentence"]:
         return {**out, "skip": "empty sentence"}
-    source = audio.get("bytes") or audio.get("path")
-    if not audio.get("bytes") and not (source and Path(source).is_file()):
-        return {**out, "skip": f"{SKIP_MISSING}: {path or '(no path)'} not found"}
-    try:
-        array, duration = decode(source, SAMPLING_RATE, name=path)
-    except AudioError as err:
-        return {**out, "skip": f"{SKIP_BAD_AUDIO}: {err.reason}"}
+    array, duration, reason = _read_audio(audio, path)
+    if reason:
+        return {**out, "skip": reason}
     return {**out, "audio": {"array": array, "sampling_rate": SAMPLING_RATE}, "duration": duration, "skip": ""}
 
 
@@ -521,12 +540,8 @@ def _load_part(source: _Source, requested: str, sink: "_SkipSink") -> datasets.D
 def _light_row(row: dict, requested: str, durations: dict) -> dict:
     """A row of decode=False, or its skip reason in "skip" (checked without decoding: sentence, field, file)."""
     sentence = (row["sentence"] or "").strip()
-    audio = row["audio"] if isinstance(row["audio"], dict) else {"bytes": None, "path": row["audio"]}
-    skip = row.get("skip") or ""
-    if not skip and not sentence:
-        skip = "empty sentence"
-    elif not skip and not audio.get("bytes") and not (audio.get("path") and Path(audio["path"]).is_file()):
-        skip = f"{SKIP_MISSING}: {row['path'] or '(no path)'} not found"
+    audio = _as_reference(row["audio"])
+    skip = row.get("skip") or ("" if sentence else "empty sentence") or _missing(audio, row["path"])
     name = row["path"] or Path(str(audio.get("path") or "")).name
     return {"audio": {"bytes": audio.get("bytes"), "path": audio.get("path")}, "sentence": sentence,
             "client_id": str(row["client_id"] or ""), "path": name, "duration": durations.get(Path(name).name),

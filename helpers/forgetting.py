@@ -43,10 +43,9 @@ def cost_record(runs: Sequence, target: Sequence[np.ndarray], target_code: str, 
     """For each evaluated model: language identification on the target language's clips and on the other
     language's, and the WER on the other language's clips (transcribed as that language, Whisper's normaliser
     for it). What results.json keeps under "fine_tuning_cost"."""
-    from helpers.inference import clip_array
+    from helpers.inference import clip_array, transcribe
     from helpers.languages import whisper_language_code
     from helpers.metrics import compute_metrics
-    from helpers.inference import transcribe
 
     other_code = whisper_language_code(other_language)
     other_arrays = [clip_array(clip) for clip in other_clips]

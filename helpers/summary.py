@@ -201,6 +201,7 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
     zero_shot = number(baseline, spec["wer"])
     fine_tuned = None if results.get(spec["finetuned_flag"]) is False else number(results, spec["wer"])
     error = status.get("error")
+    interval = nested(results, spec["interval"]) if fine_tuned is not None else {}
     return {
         "language": language or status.get("language") or run_dir.name,
         "status": status_text(status),
@@ -209,8 +210,8 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
         "zero_shot_wer": zero_shot,
         "fine_tuned_wer": fine_tuned,
         "wer_relative_change_pct": relative_change(zero_shot, fine_tuned),
-        "fine_tuned_wer_low": number(nested(results, spec["interval"]), ("low",)) if fine_tuned is not None else None,
-        "fine_tuned_wer_high": number(nested(results, spec["interval"]), ("high",)) if fine_tuned is not None else None,
+        "fine_tuned_wer_low": number(interval, ("low",)),
+        "fine_tuned_wer_high": number(interval, ("high",)),
         "probability_fine_tuning_helped": number(nested(results, spec["difference"]), ("probability_improved",)),
         "wer_orthographic": number(results, spec["wer_orthographic"]),
         "cer": number(results, spec["cer"]),

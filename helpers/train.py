@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from helpers.environment import CPU_ACCUMULATION, CPU_BATCH
 from helpers.files import hub_id, writable_folder, write_json
 from helpers.normalize import base_language
 from helpers.prepare import (
@@ -123,9 +124,6 @@ GPU_TABLE: dict[int, list[tuple[float, int, int]]] = {
     1280: [(0, 1, 32), (24, 2, 16), (40, 8, 4), (80, 32, 1)],  # large
 }
 MEMORY_SLACK = 0.9  # a "16 GB" card reports about 15.8 GiB
-# CPU: batch 4 x accumulation 2 (effective batch 8). Measured with whisper-base on 2 cores (benchmarks/bench_scale.py
-# measures the whole process tree): a peak of 3.6 GiB where batch 8 x 1 needs 5.2 GiB, at the same speed.
-CPU_BATCH, CPU_ACCUMULATION = 4, 2
 SIZE_NAMES = {384: "tiny", 512: "base", 768: "small", 1024: "medium", 1280: "large"}
 
 
