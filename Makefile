@@ -8,6 +8,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/whisper-curriculum/kernel.json
 TEST_DEPS := $(VENV)/.test-deps
 BROWSER := $(VENV)/.browser
 MODELS := models/whisper-base/model.safetensors models/whisper-tiny.en/model.safetensors
+REAL_DATA := data/real/.built
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 LANGUAGES ?= es
@@ -23,7 +24,7 @@ export TOKENIZERS_PARALLELISM := false
 demo test: export HF_HUB_OFFLINE := 1
 demo test: export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup demo test unit nbval lab batch bench clean-notebooks check-notebooks clean
+.PHONY: setup real-data demo test unit nbval lab batch bench clean-notebooks check-notebooks clean
 
 setup: $(INSTALLED) $(KERNEL) $(MODELS)
 
@@ -50,10 +51,18 @@ $(BROWSER): | $(INSTALLED)
 models/%/model.safetensors: $(INSTALLED)
 	$(PY) -m helpers.convert $*
 
+# Real human speech (Czech game dialogue, Spanish/French/Italian telephone prompts) from Debian packages, laid out
+# like Common Voice in data/real/<locale>: dataset "real". Needs apt-get and dpkg-deb (no root, nothing installed).
+real-data: $(REAL_DATA)
+
+$(REAL_DATA): helpers/make_real_data.py | $(INSTALLED)
+	$(PY) -m helpers.make_real_data
+	touch $@
+
 demo: setup
 	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
 
-test: setup $(TEST_DEPS) $(BROWSER)
+test: setup $(TEST_DEPS) $(BROWSER) $(REAL_DATA)
 	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests $(NOTEBOOKS)
 

@@ -3,6 +3,7 @@
 `load_split(dataset, language, split)` understands five kinds of `dataset`:
 
     "sample"                       the embedded sample, data/sample/<language> (laid out like Common Voice)
+    "real"                         real human speech from Debian packages, data/real/<language> (`make real-data`)
     a Common Voice locale folder   train.tsv, dev.tsv, test.tsv, validated.tsv, ... and clips/
     a Common Voice release folder  one locale folder per language, e.g. cv-corpus-23.0-2025-09-05/es
     an audiofolder                 metadata.csv or metadata.jsonl (file_name + sentence/transcription/text),
@@ -53,6 +54,13 @@ from helpers.audio import AudioError, decode
 from helpers.files import hub_id
 
 SAMPLE_DIR = ROOT / "data" / "sample"
+REAL_DIR = ROOT / "data" / "real"
+# Short dataset names for folders of Common Voice-style locale folders this project makes: name -> (folder, its
+# title in model cards and messages, how to make it when it is missing).
+NAMED_DATASETS = {
+    "sample": (SAMPLE_DIR, "embedded Common Voice-style sample", "it ships with the repository: restore it from git"),
+    "real": (REAL_DIR, "real speech from Debian packages", "build it with `make real-data`"),
+}
 SAMPLING_RATE = 16000
 
 CV_SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv")  # any of these marks a locale folder
@@ -121,6 +129,20 @@ class _Source:
 
 
 # ----------------------------------------------------------------------------------------------- public API
+
+
+def dataset_folder(dataset: str, language: str) -> Path:
+    """The folder a dataset name stands for: data/<name>/<language> for "sample" and "real", else the path given."""
+    if str(dataset) in NAMED_DATASETS:
+        return NAMED_DATASETS[str(dataset)][0] / language
+    return Path(str(dataset)).expanduser()
+
+
+def dataset_title(dataset: str) -> str:
+    """How model cards name a dataset: the title of a named one, else the folder's or Hub repository's name."""
+    if str(dataset) in NAMED_DATASETS:
+        return NAMED_DATASETS[str(dataset)][1]
+    return Path(str(dataset)).name or str(dataset)
 
 
 def resolve_dataset(dataset: str, language: str) -> str:
@@ -235,8 +257,8 @@ def _resolve(dataset: str, language: str) -> _Source:
     # The language is not checked against Whisper's list here: reading data needs only its folder or config,
     # and a Common Voice locale that Whisper lacks must still load (the model side applies the fallbacks).
     dataset = str(dataset)
-    if dataset == "sample":
-        return _sample_source(language)
+    if dataset in NAMED_DATASETS:
+        return _named_source(dataset, language)
     path = Path(dataset).expanduser()
     if path.is_dir():
         return _local_source(path, _shown(path), language)
@@ -252,13 +274,14 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _sample_source(language: str) -> _Source:
-    folder = SAMPLE_DIR / language
+def _named_source(name: str, language: str) -> _Source:
+    root, title, how = NAMED_DATASETS[name]
+    folder = root / language
     if not folder.is_dir():
-        found = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir()) if SAMPLE_DIR.is_dir() else []
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_cv_folder(p)) if root.is_dir() else []
         raise ValueError(
-            f"The embedded sample has no language {language!r} (expected folder {_shown(folder)}); "
-            f"languages in the sample: {', '.join(found) or 'none (data/sample is missing)'}."
+            f"The {title} ({name!r}) has no language {language!r} (expected folder {_shown(folder)}); "
+            f"languages there: {', '.join(found) or f'none ({_shown(root)} is missing: {how})'}."
         )
     return _common_voice_source(folder, _shown(folder))
 

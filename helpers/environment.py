@@ -318,9 +318,9 @@ def ensure_local_model(model: str | Path) -> str:
 
 def clip_file(dataset: str, language: str, name: str) -> Path | None:
     """The audio file behind a loaded row's `path`, for local Common Voice style sources (None elsewhere)."""
-    from helpers.data import SAMPLE_DIR
+    from helpers.data import dataset_folder
 
-    base = SAMPLE_DIR / language if dataset == "sample" else Path(str(dataset)).expanduser()
+    base = dataset_folder(dataset, language)
     for candidate in (base / "clips" / name, base / language / "clips" / name, base / name):
         if candidate.is_file():
             return candidate

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from helpers import metrics as M
-from helpers.data import DEMOGRAPHICS
+from helpers.data import DEMOGRAPHICS, dataset_title
 from helpers.files import hub_id, write_json
 from helpers.inference import Transcription, load_model, transcribe, warm_up
 from helpers.normalize import base_language
@@ -459,8 +459,7 @@ def write_predictions(table, path: str | Path) -> Path:
 def _dataset_labels(dataset: str, language: str) -> tuple[str, str]:
     """(dataset type, dataset name) for the model-index, named the way notebook 03's card names them."""
     hub = hub_id(dataset)
-    name = "embedded Common Voice-style sample" if dataset == "sample" else Path(dataset).name or dataset
-    return hub or "common_voice", name
+    return hub or "common_voice", dataset_title(dataset)
 
 
 def update_model_card(model_dir: str | Path, results: dict) -> Path:

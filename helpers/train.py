@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from helpers.data import dataset_title
 from helpers.environment import CPU_ACCUMULATION, CPU_BATCH
 from helpers.files import hub_id, writable_folder, write_json
 from helpers.normalize import base_language
@@ -795,7 +796,7 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
     except ValueError:
         spoken = language
     hub_dataset = hub_id(dataset)
-    dataset_name = "embedded Common Voice-style sample" if dataset == "sample" else Path(dataset).name or dataset
+    dataset_name = dataset_title(dataset)
     results = [
         EvalResult(
             task_type="automatic-speech-recognition", task_name="Automatic Speech Recognition",

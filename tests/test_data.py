@@ -149,7 +149,7 @@ def test_splits_aliases_and_errors(locale):
     assert isinstance(both[3]["audio"]["array"], np.ndarray)  # numpy format survives concatenation
     with pytest.raises(ValueError, match=r"No split 'valid_set'.*available: dev, test, train"):
         load_split(str(locale), "es", "valid_set")
-    with pytest.raises(ValueError, match=r"sample has no language 'xx'.*languages in the sample: de, en, es"):
+    with pytest.raises(ValueError, match=r"sample \('sample'\) has no language 'xx'.*languages there: de, en, es"):
         load_split("sample", "xx", "train")
 
 
@@ -326,7 +326,7 @@ def test_embedded_sample_loads_cleanly(sample_root):
     assert dev.num_rows >= 10 and dev.skipped == []
     assert all(d > 0.5 for d in dev["duration"]) and all(s.strip() for s in dev["sentence"])
     assert resolve_dataset("sample", "es").startswith("Common Voice locale folder data/sample/es")
-    with pytest.raises(ValueError, match=r"no language 'it'.*languages in the sample: .*es"):
+    with pytest.raises(ValueError, match=r"no language 'it'.*languages there: .*es"):
         load_split("sample", "it", "train")
 
 
