@@ -308,7 +308,7 @@ INSTALL_MAX_WER = 75.0  # first 3 English sample clips: whisper-base 24%, tiny.e
 def ensure_local_model(model: str | Path) -> str:
     """`model` unchanged, except that "models/whisper-base" and "models/whisper-tiny.en" are converted from their
     PyPI packages first when missing (a fresh clone before `make setup`). Hub ids pass through."""
-    from helpers.convert import SOURCES, ensure_model, is_converted
+    from tools.convert import SOURCES, ensure_model, is_converted
 
     path = Path(str(model))
     if path.parent.name == "models" and path.name in SOURCES and not is_converted(path):

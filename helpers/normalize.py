@@ -291,16 +291,16 @@ def eval_normalizer_from_name(name: str) -> Callable[[str], str]:
     """Build Whisper's normaliser by name ("BasicTextNormalizer" or "EnglishTextNormalizer") from transformers.
 
     The English one needs Whisper's British-to-American spelling map, which `WhisperTokenizer` loads from the Hub
-    (`normalizer.json`); a copy of it ships in `helpers.whisper_english_spelling`, so this works offline.
+    (`normalizer.json`); a copy ships as `helpers/english_spelling.json` (source and licence beside it), so this
+    works offline.
     """
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
     if name == "BasicTextNormalizer":
         return BasicTextNormalizer()
     if name == "EnglishTextNormalizer":
-        from helpers.whisper_english_spelling import ENGLISH_SPELLING
-
-        return EnglishTextNormalizer(ENGLISH_SPELLING)
+        spelling = json.loads((Path(__file__).parent / "english_spelling.json").read_text(encoding="utf-8"))
+        return EnglishTextNormalizer(spelling)
     raise ValueError(f"unknown evaluation normaliser {name!r}: use 'BasicTextNormalizer' or 'EnglishTextNormalizer'")
 
 

@@ -1,7 +1,7 @@
 """Run the curriculum notebooks headless, one language after another, with papermill.
 
-    python -m helpers.batch --languages es de fr --dataset sample --model models/whisper-base
-    python -m helpers.batch --config configs/sample.yaml --set max_steps=20
+    python -m tools.batch --languages es de fr --dataset sample --model models/whisper-base
+    python -m tools.batch --config configs/sample.yaml --set max_steps=20
 
 For every language, each notebook notebooks/NN_*.ipynb (or those chosen with --notebooks) runs in order on a
 registered Jupyter kernel, with the notebooks folder as working directory (as in JupyterLab), and is saved as
@@ -14,7 +14,7 @@ exit status is 1 at the end. <runs>/<language>/status.json records each notebook
 running the same command again skips the notebooks that already finished with the same parameters and starts
 again at the first one that failed, was interrupted, or whose parameters changed (notebook 03 resumes its own
 training from the checkpoints in run_dir). --force runs everything again. At the end <runs>/summary.csv,
-summary.md and summary.png compare the languages (see helpers.summary).
+summary.md and summary.png compare the languages (see tools.summary).
 
 Parameter values, lowest to highest priority: built-in defaults (dataset "sample", model "models/whisper-base"),
 the config file's top level, the config file's entry for the language, then the command line (--dataset, --model,
@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from helpers import ROOT, summary
+from helpers import ROOT
+from tools import summary
 from helpers.files import writable_folder
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -611,9 +612,9 @@ def build_batch(args: argparse.Namespace, write: Callable[..., None] = print) ->
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m helpers.batch",
+        prog="python -m tools.batch",
         description="Run notebooks 00 -> 04 headless for several languages and compare them.",
-        epilog="Example: python -m helpers.batch --languages es de --set max_steps=20",
+        epilog="Example: python -m tools.batch --languages es de --set max_steps=20",
     )
     p.add_argument("--languages", nargs="+", metavar="CODE",
                    help='Common Voice locale codes, e.g. es de fr (default: the config\'s, else "es")')

@@ -15,7 +15,7 @@ again gives the same TSVs.
 
 The output is committed, so users never need espeak-ng. To regenerate (Debian: ``apt-get install espeak-ng``):
 
-    python -m helpers.make_sample [--out data/sample] [locales ...]
+    python -m tools.make_sample [--out data/sample] [locales ...]
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def folder_size(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.make_sample",
+        prog="python -m tools.make_sample",
         description="Generate the embedded Common Voice style sample with espeak-ng.",
     )
     parser.add_argument("locales", nargs="*", default=list(LOCALES), help=f"locales to build (default: {' '.join(LOCALES)})")

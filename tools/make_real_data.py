@@ -22,7 +22,7 @@ a fixed hash; a train or dev line whose sentence also occurs in test is left out
 no sentence and no scene with training, but it does share the voices: its WER measures new sentences by known
 speakers. `build.json` in each folder says how many clips, minutes, speakers and levels each split has.
 
-    python -m helpers.make_real_data [cs es fr it] [--out data/real] [--debs FOLDER]
+    python -m tools.make_real_data [cs es fr it] [--out data/real] [--debs FOLDER]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import soundfile as sf
 from helpers.audio import AudioError, decode
 from helpers.data import CLIP_DURATIONS, REAL_DIR, SAMPLING_RATE
 from helpers.files import write_json
-from helpers.make_sample import EMPTY_TSVS, HEADER, SPLITS, write_tsv
+from tools.make_sample import EMPTY_TSVS, HEADER, SPLITS, write_tsv
 from helpers.prepare import sentence_key
 
 OUT_DIR = REAL_DIR
@@ -336,7 +336,7 @@ def build(locales: list[str], out_dir: Path = OUT_DIR, debs: Path | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.make_real_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.make_real_data", description=__doc__.split("\n")[0])
     parser.add_argument("locales", nargs="*", default=list(SOURCES), metavar="LOCALE",
                         help=f"locales to build (default: {' '.join(SOURCES)})")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder (default: data/real)")
