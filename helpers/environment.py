@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-
+from helpers.audio import SAMPLING_RATE
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -211,9 +211,9 @@ def check_audio(clip: str | Path | None = None, work_dir: str | Path | None = No
             try:
                 sf.write(str(path), tone, rate, format=fmt)
                 array, seconds = decode(path, name=path.name)
-                pitch = _dominant_frequency(array, 16000)
+                pitch = _dominant_frequency(array, SAMPLING_RATE)
                 good = abs(seconds - 1.0) < 0.1 and abs(pitch - frequency) < 5
-                detail = f"{seconds:.2f} s at {rate} Hz -> 16000 Hz, pitch {pitch:.0f} Hz"
+                detail = f"{seconds:.2f} s at {rate} Hz -> {SAMPLING_RATE} Hz, pitch {pitch:.0f} Hz"
                 rows.append({"item": f"decode {ext}", "status": OK if good else FAIL,
                              "detail": detail if good else f"decoded audio is wrong: {detail}"})
             except Exception as exc:  # any failure here means the audio stack is broken
@@ -226,7 +226,7 @@ def check_audio(clip: str | Path | None = None, work_dir: str | Path | None = No
             _, seconds = decode(clip, name=clip.name)
             original = sf.info(str(clip)).samplerate
             rows.append({"item": f"decode {kind} clip", "status": OK,
-                         "detail": f"{clip.name}: {seconds:.2f} s, {original} Hz -> 16000 Hz"})
+                         "detail": f"{clip.name}: {seconds:.2f} s, {original} Hz -> {SAMPLING_RATE} Hz"})
         except Exception as exc:
             rows.append({"item": f"decode {kind} clip", "status": FAIL, "detail": f"{type(exc).__name__}: {exc}"})
     return rows

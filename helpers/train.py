@@ -40,7 +40,7 @@ import numpy as np
 from helpers.data import dataset_title
 from helpers.environment import CPU_ACCUMULATION, CPU_BATCH
 from helpers.files import hub_id, writable_folder, write_json
-from helpers.normalize import base_language
+from helpers.normalize import base_language, eval_normalizer, training_transform
 from helpers.prepare import (
     DropReport,
     READ_REASONS,
@@ -319,22 +319,6 @@ def load_model(model: str, language: str | None, *, freeze_encoder: bool = False
     if lora:
         whisper = apply_lora(whisper)
     return whisper, processor, name
-
-
-def text_transform_for(run_dir: str | Path) -> Callable[[str], str] | None:
-    """The training normalisation chosen in notebook 02 (run_dir/normalization.json), or None: train on the text as
-    written, the fine-tuning event's recommendation and the default without that file."""
-    from helpers.normalize import training_transform
-
-    return training_transform(run_dir)
-
-
-def eval_normalizer_for(language: str) -> Callable[[str], str]:
-    """The normaliser behind the normalised WER: Whisper's own for `language`, as in notebook 04 (a score must
-    not depend on the training-text choices of notebook 02)."""
-    from helpers.normalize import eval_normalizer
-
-    return eval_normalizer(language)
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -967,7 +951,7 @@ def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> Pr
     from helpers.data import load_split
 
     check_training_split(cfg.train_split)
-    transform = text_transform_for(cfg.run_dir)
+    transform = training_transform(cfg.run_dir)
     train = load_split(cfg.dataset, cfg.language, cfg.train_split, streaming=cfg.streaming, decode=False)
     evaluation = load_split(cfg.dataset, cfg.language, cfg.eval_split, decode=False)
     if cfg.max_eval_samples:
@@ -999,7 +983,7 @@ def run(cfg: TrainConfig) -> dict:
         print(defaults)
         print(data.summary())
         write_drops(data.reports, run_dir / "dropped_rows.csv")
-    metrics = WhisperMetrics(processor.tokenizer, eval_normalizer_for(cfg.language))
+    metrics = WhisperMetrics(processor.tokenizer, eval_normalizer(cfg.language))
     trainer = build_trainer(whisper, processor, args, data.train, data.eval, metrics, run_dir,
                             text_transform=data.text_transform)
     before, before_examples = zero_shot(trainer, cfg)
