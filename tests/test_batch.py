@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers.files import write_json
 from tools import batch, summary
 from tools.batch import BatchError, Config
 
@@ -227,8 +228,8 @@ def test_plan_skips_finished_notebooks_and_resumes_the_rest(notebooks_dir, tmp_p
 
 def test_status_is_written_atomically(tmp_path):
     path = tmp_path / "status.json"
-    batch.write_json_atomic(path, {"state": "ok"})
-    batch.write_json_atomic(path, {"state": "failed"})
+    write_json({"state": "ok"}, path)
+    write_json({"state": "failed"}, path)
     assert json.loads(path.read_text()) == {"state": "failed"}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary file left behind
     assert batch.read_status(tmp_path / "nowhere") == {"notebooks": {}}

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers import ROOT
+from helpers.files import writable_folder, write_json
 from tools import summary
-from helpers.files import writable_folder
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 DEFAULT_NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -328,18 +328,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def read_status(run_dir: Path) -> dict[str, Any]:
     """A language's status.json, or {} when there is none (or it is unreadable)."""
     status = summary.read_json(Path(run_dir) / STATUS_FILE)
@@ -435,11 +423,6 @@ def check_kernel(kernel: str) -> None:
 # ------------------------------------------------------------------------------------------------ the runner
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 @dataclass
 class Batch:
     """Everything one batch run needs; `run()` executes it and returns the exit status."""
@@ -498,24 +481,24 @@ class Batch:
         try:
             writable_folder(run_dir)
         except OSError as err:  # this language fails with the reason; the others go on
-            self.say(f"[{_clock(time.monotonic() - self.started)}] {language}: FAILED: {err}")
+            self.say(f"[{summary.clock(time.monotonic() - self.started)}] {language}: FAILED: {err}")
             return False
         params = language_parameters(language, self.runs, self.config, self.cli)
         status = read_status(run_dir)
         decisions = plan(self.notebooks, params, status, run_dir, self.force)
         total = len(self.notebooks)
         if all(reason is None for _, reason in decisions):
-            self.say(f"[{_clock(time.monotonic() - self.started)}] {language}: all {total} notebook(s) finished "
+            self.say(f"[{summary.clock(time.monotonic() - self.started)}] {language}: all {total} notebook(s) finished "
                      "earlier with the same parameters; skipped (--force runs them again)")
             return True
 
         entries = status.get("notebooks", {})
         status = {"language": language, "state": "running", "error": None, "kernel": self.kernel,
                   "started": _now(), "notebooks": entries}
-        write_json_atomic(run_dir / STATUS_FILE, status)
+        write_json(status, run_dir / STATUS_FILE)
         ok = True
         for index, (notebook, reason) in enumerate(decisions, start=1):
-            prefix = f"[{_clock(time.monotonic() - self.started)}] {language} {index}/{total} {notebook.name}"
+            prefix = f"[{summary.clock(time.monotonic() - self.started)}] {language} {index}/{total} {notebook.name}"
             if not ok:
                 entries[notebook.name] = {"state": "pending", "reason": "an earlier notebook failed"}
                 continue
@@ -526,14 +509,14 @@ class Batch:
             entry = {"state": "running", "started": _now(), "parameters": notebook_parameters(notebook, params),
                      "output": f"{notebook.name}.ipynb"}
             entries[notebook.name] = entry
-            write_json_atomic(run_dir / STATUS_FILE, status)
+            write_json(status, run_dir / STATUS_FILE)
             began = time.monotonic()
             try:
                 self.execute(notebook, run_dir, entry["parameters"])
             except KeyboardInterrupt:
                 entry.update(state="interrupted", finished=_now(), seconds=round(time.monotonic() - began, 1))
                 status.update(state="interrupted", error=f"{notebook.name}: interrupted")
-                write_json_atomic(run_dir / STATUS_FILE, status)
+                write_json(status, run_dir / STATUS_FILE)
                 self.say(" interrupted")
                 raise
             except Exception as exc:  # any failure of one language is recorded, and the batch goes on
@@ -546,12 +529,12 @@ class Batch:
                 entry["state"] = "ok"
                 self.say(f" ok ({time.monotonic() - began:.1f} s)")
             entry.update(finished=_now(), seconds=round(time.monotonic() - began, 1))
-            write_json_atomic(run_dir / STATUS_FILE, status)
+            write_json(status, run_dir / STATUS_FILE)
         status.update(state="ok" if ok else "failed", finished=_now())
         status["seconds"] = round(sum(e.get("seconds", 0) for e in entries.values()
                                       if isinstance(e, dict) and e.get("state") in ("ok", "failed")), 1)
         status["notebooks"] = status.pop("notebooks")  # keep the per-notebook details last in the file
-        write_json_atomic(run_dir / STATUS_FILE, status)
+        write_json(status, run_dir / STATUS_FILE)
         return ok
 
     def execute(self, notebook: Notebook, run_dir: Path, params: dict[str, Any]) -> None:

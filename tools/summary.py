@@ -237,7 +237,8 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _duration(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """Seconds as h:mm:ss (the batch runner's progress lines and the summary's training time)."""
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -246,7 +247,7 @@ def _cell(value: Any, fmt: str) -> str:
     if value is None:
         return ""
     if fmt == "duration":
-        return _duration(value)
+        return clock(value)
     if fmt == "{:d}":
         return str(int(value))
     return fmt.format(value).replace("|", "\\|")
