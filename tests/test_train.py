@@ -13,6 +13,7 @@ import torch
 
 from helpers import prepare as P
 from helpers import train as T
+from helpers.environment import CPU_ACCUMULATION, CPU_BATCH, suggest_defaults
 from helpers.normalize import eval_normalizer, training_transform
 
 RATE = 16_000
@@ -83,21 +84,21 @@ A100 = 42_505_273_344 / 2**30  # A100 40 GB (39.6 GiB)
     ],
 )
 def test_gpu_suggestions_follow_the_table(d_model, memory, bf16, expected):
-    d = T.suggest_defaults(d_model, "cuda", memory, bf16_supported=bf16, device_name="GPU")
+    d = suggest_defaults(d_model, "cuda", memory, bf16_supported=bf16, device_name="GPU")
     assert (d.precision, d.batch_size, d.gradient_accumulation_steps) == expected
     assert d.gradient_checkpointing is True
 
 
 def test_small_gpu_for_a_big_model_suggests_memory_tricks():
-    d = T.suggest_defaults(1024, "cuda", 8.0, bf16_supported=False)
+    d = suggest_defaults(1024, "cuda", 8.0, bf16_supported=False)
     assert (d.batch_size, d.gradient_accumulation_steps) == (1, 32)
     assert "adafactor" in d.reason and "lora" in d.reason
 
 
 def test_cpu_trains_in_fp32_without_gradient_checkpointing():
-    d = T.suggest_defaults(512, "cpu")
+    d = suggest_defaults(512, "cpu")
     assert (d.device, d.precision, d.gradient_checkpointing) == ("cpu", "fp32", False)
-    assert (d.batch_size, d.gradient_accumulation_steps) == (T.CPU_BATCH, T.CPU_ACCUMULATION)
+    assert (d.batch_size, d.gradient_accumulation_steps) == (CPU_BATCH, CPU_ACCUMULATION)
 
 
 def test_device_defaults_match_this_machine(tiny_en_dir):
@@ -112,7 +113,7 @@ def test_device_defaults_match_this_machine(tiny_en_dir):
 
 
 def test_explicit_parameters_win_over_suggestions():
-    d = T.suggest_defaults(512, "cpu")
+    d = suggest_defaults(512, "cpu")
     cfg = T.TrainConfig(batch_size=2, gradient_accumulation_steps=3, gradient_checkpointing=True, num_workers=3)
     assert T.resolve_settings(cfg, d) == {"device": "cpu", "precision": "fp32", "batch_size": 2,
                                           "gradient_accumulation_steps": 3, "gradient_checkpointing": True,
@@ -318,13 +319,13 @@ def test_retrain_starts_over(mini_dir, tiny_data, tmp_path):
 
 def test_training_arguments_use_current_names_and_log_under_run_dir(tmp_path):
     cfg = T.TrainConfig(run_dir=str(tmp_path / "r"), max_steps=4, eval_steps=2)
-    args = T.training_arguments(cfg, T.resolve_settings(cfg, T.suggest_defaults(512, "cpu")))
+    args = T.training_arguments(cfg, T.resolve_settings(cfg, suggest_defaults(512, "cpu")))
     assert args.output_dir == str(tmp_path / "r" / "checkpoints")
     assert args.report_to == ["tensorboard"] and args.disable_tqdm
     assert args.eval_strategy == "steps" and args.save_steps == 2 and args.predict_with_generate
     assert args.activation_checkpointing is False and args.use_cpu == (not torch.cuda.is_available())
     assert args.generation_max_length == 128 and not args.push_to_hub
-    assert T.training_arguments(cfg, T.resolve_settings(cfg, T.suggest_defaults(512, "cpu")),
+    assert T.training_arguments(cfg, T.resolve_settings(cfg, suggest_defaults(512, "cpu")),
                                 generation_max_length=200).generation_max_length == 200
 
 
