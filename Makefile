@@ -49,18 +49,18 @@ $(BROWSER): | $(INSTALLED)
 	touch $@
 
 models/%/model.safetensors: $(INSTALLED)
-	$(PY) -m helpers.convert $*
+	$(PY) -m tools.convert $*
 
 # Real human speech (Czech game dialogue, Spanish/French/Italian telephone prompts) from Debian packages, laid out
 # like Common Voice in data/real/<locale>: dataset "real". Needs apt-get and dpkg-deb (no root, nothing installed).
 real-data: $(REAL_DATA)
 
-$(REAL_DATA): helpers/make_real_data.py | $(INSTALLED)
-	$(PY) -m helpers.make_real_data
+$(REAL_DATA): tools/make_real_data.py | $(INSTALLED)
+	$(PY) -m tools.make_real_data
 	touch $@
 
 demo: setup
-	$(PY) -m helpers.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
+	$(PY) -m tools.batch --languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL) --runs $(RUNS)
 
 test: setup $(TEST_DEPS) $(BROWSER) $(REAL_DATA)
 	$(PY) -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
@@ -80,16 +80,16 @@ CONFIG ?=
 BATCH_ARGS ?=
 # make batch LANGUAGES="es de fr" DATASET=... MODEL=...   or   make batch CONFIG=configs/sample.yaml BATCH_ARGS="--set max_steps=20"
 batch: setup
-	$(PY) -m helpers.batch $(if $(CONFIG),--config $(CONFIG),--languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL)) --runs $(RUNS) $(BATCH_ARGS)
+	$(PY) -m tools.batch $(if $(CONFIG),--config $(CONFIG),--languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL)) --runs $(RUNS) $(BATCH_ARGS)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean-notebooks: $(INSTALLED)
-	$(PY) -m helpers.clean_notebooks $(NOTEBOOKS)
+	$(PY) -m tools.clean_notebooks $(NOTEBOOKS)
 
 check-notebooks: $(INSTALLED)
-	$(PY) -m helpers.clean_notebooks --check $(NOTEBOOKS)
+	$(PY) -m tools.clean_notebooks --check $(NOTEBOOKS)
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

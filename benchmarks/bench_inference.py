@@ -31,7 +31,8 @@ def one_by_one(model, processor, arrays, language):
     """The baseline: one clip per generate call, texts in order. Returns (texts, seconds)."""
     import torch
 
-    from helpers.inference import SAMPLING_RATE, _sync, generation_kwargs
+    from helpers.audio import SAMPLING_RATE
+    from helpers.inference import _sync, generation_kwargs
 
     kwargs = generation_kwargs(model, language)
     texts = []
@@ -50,7 +51,8 @@ def encoder_only(model, processor, arrays, batch_size):
     """Seconds for the features and the encoder pass of every clip, in batches of `batch_size`."""
     import torch
 
-    from helpers.inference import SAMPLING_RATE, _sync
+    from helpers.audio import SAMPLING_RATE
+    from helpers.inference import _sync
 
     encoder = model.get_encoder()
     _sync(model.device.type)

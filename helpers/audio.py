@@ -14,6 +14,9 @@ import soundfile as sf
 import soxr
 
 
+SAMPLING_RATE = 16000  # what Whisper's feature extractor expects: every clip is resampled to it
+
+
 class AudioError(ValueError):
     """A clip that cannot be used: missing, unreadable or empty. The message names the clip and the reason."""
 
@@ -26,7 +29,7 @@ class AudioError(ValueError):
         return f"{self.name}: {self.reason}"
 
 
-def decode(source: str | Path | bytes, target_sr: int = 16000, name: str | None = None) -> tuple[np.ndarray, float]:
+def decode(source: str | Path | bytes, target_sr: int = SAMPLING_RATE, name: str | None = None) -> tuple[np.ndarray, float]:
     """Read `source` (a path, or the file's bytes) and return (samples, duration in seconds).
 
     Samples are a 1-D float32 array at `target_sr`: several channels are averaged into one, other rates are

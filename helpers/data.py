@@ -50,7 +50,7 @@ import datasets
 import numpy as np
 
 from helpers import ROOT
-from helpers.audio import AudioError, decode
+from helpers.audio import SAMPLING_RATE, AudioError, decode
 from helpers.files import hub_id
 
 SAMPLE_DIR = ROOT / "data" / "sample"
@@ -61,7 +61,6 @@ NAMED_DATASETS = {
     "sample": (SAMPLE_DIR, "embedded Common Voice-style sample", "it ships with the repository: restore it from git"),
     "real": (REAL_DIR, "real speech from Debian packages", "build it with `make real-data`"),
 }
-SAMPLING_RATE = 16000
 
 CV_SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv")  # any of these marks a locale folder
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")

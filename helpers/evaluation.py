@@ -25,6 +25,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from helpers.audio import SAMPLING_RATE
 from helpers import metrics as M
 from helpers.data import DEMOGRAPHICS, dataset_title
 from helpers.files import hub_id, write_json
@@ -338,7 +339,7 @@ def _show_players(clips, indices: list[int]) -> None:
     for index in indices:
         array = clip_array(_row_at(clips, index))
         players.append(widgets.HBox([widgets.Label(f"clip #{index}"),
-                                     widgets.Audio(value=wav_bytes(array, 16000), format="wav", autoplay=False)]))
+                                     widgets.Audio(value=wav_bytes(array, SAMPLING_RATE), format="wav", autoplay=False)]))
     display(widgets.VBox(players))
 
 
@@ -557,7 +558,6 @@ def silence_and_noise(run: EvalRun, seconds: float = 5.0, seed: int = 0) -> dict
     Whisper hallucination)."""
     import numpy as np
 
-    from helpers.inference import SAMPLING_RATE
 
     n = int(seconds * SAMPLING_RATE)
     clips = {"silence": np.zeros(n, np.float32),
@@ -631,7 +631,7 @@ def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
             else:
                 row = _row_at(clips, pick.value)
                 audio, source, reference = clip_array(row), f"test clip #{pick.value}", _text(row.get("sentence"))
-            display(widgets.Audio(value=wav_bytes(audio, 16000), format="wav", autoplay=False))
+            display(widgets.Audio(value=wav_bytes(audio, SAMPLING_RATE), format="wav", autoplay=False))
             print(source)
             if reference is not None:
                 print(f"  reference: {reference}")

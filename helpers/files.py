@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 from pathlib import Path
@@ -52,8 +53,14 @@ def json_ready(value: Any) -> Any:
 
 def write_json(data: Mapping, path: str | Path) -> Path:
     """Write `data` as indented UTF-8 JSON, creating the folder; returns the path. Paths and other objects
-    JSON does not know are written as text."""
+    JSON does not know are written as text. The file is written beside and then renamed over the old one, so a
+    reader (or a crash) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_ready(data), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(json_ready(data), indent=2, ensure_ascii=False, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
     return path

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from helpers.audio import SAMPLING_RATE
+
 
 def detected_languages(model, processor, arrays: Sequence[np.ndarray], batch_size: int = 8) -> list[str]:
     """Whisper's language code for each 16 kHz clip ("es", "en", ...), from its own language detection."""
@@ -23,7 +25,7 @@ def detected_languages(model, processor, arrays: Sequence[np.ndarray], batch_siz
     codes: list[str] = []
     for start in range(0, len(arrays), batch_size):
         batch = [np.asarray(a, dtype=np.float32) for a in arrays[start:start + batch_size]]
-        features = processor.feature_extractor(batch, sampling_rate=16000, return_tensors="pt").input_features
+        features = processor.feature_extractor(batch, sampling_rate=SAMPLING_RATE, return_tensors="pt").input_features
         with torch.inference_mode():
             ids = model.detect_language(features.to(model.device, model.dtype))
         codes += [token.strip("<|>") for token in processor.tokenizer.convert_ids_to_tokens(ids.view(-1).tolist())]

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-SAMPLING_RATE = 16_000
+from helpers.audio import SAMPLING_RATE
+
 WINDOW_SECONDS = 30.0  # Whisper sees 30-second windows; longer clips need long-form (sequential) decoding.
 # A stuck decoder repeats itself until Whisper's 448-token limit, which on a 5-second clip costs 20 times the
 # time of the real transcript. No speech needs more than about 16 tokens a second (fast Hindi, whose script

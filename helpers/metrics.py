@@ -176,7 +176,8 @@ def keep_marks(text: str) -> str:
 def relative_improvement(before: float, after: float) -> float:
     """How much of the error went away, in percent of `before`: 40 -> 30 is a 25% relative improvement.
 
-    Negative when `after` is worse; nan when `before` is 0 or either value is missing.
+    Negative when `after` is worse; nan when `before` is 0 or either value is missing. The one sign convention of
+    the project (results.json `relative_wer_improvement`, summary.csv `relative_wer_improvement_pct`).
     """
     if before is None or after is None or not math.isfinite(before) or not math.isfinite(after) or before == 0:
         return math.nan

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable
 
+from helpers.files import write_json
+
 NORMALIZATION_FILE = "normalization.json"
 
 # Characters that stand for an apostrophe inside a word: straight, curly (right and left single quotation
@@ -291,16 +293,16 @@ def eval_normalizer_from_name(name: str) -> Callable[[str], str]:
     """Build Whisper's normaliser by name ("BasicTextNormalizer" or "EnglishTextNormalizer") from transformers.
 
     The English one needs Whisper's British-to-American spelling map, which `WhisperTokenizer` loads from the Hub
-    (`normalizer.json`); a copy of it ships in `helpers.whisper_english_spelling`, so this works offline.
+    (`normalizer.json`); a copy ships as `helpers/english_spelling.json` (source and licence beside it), so this
+    works offline.
     """
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
     if name == "BasicTextNormalizer":
         return BasicTextNormalizer()
     if name == "EnglishTextNormalizer":
-        from helpers.whisper_english_spelling import ENGLISH_SPELLING
-
-        return EnglishTextNormalizer(ENGLISH_SPELLING)
+        spelling = json.loads((Path(__file__).parent / "english_spelling.json").read_text(encoding="utf-8"))
+        return EnglishTextNormalizer(spelling)
     raise ValueError(f"unknown evaluation normaliser {name!r}: use 'BasicTextNormalizer' or 'EnglishTextNormalizer'")
 
 
@@ -584,10 +586,7 @@ def save_normalization(run_dir: str | Path, rules: RuleSet, train_on: str = "raw
     """Write `<run_dir>/normalization.json`: the rules, what to train on, the evaluation normaliser's name, and
     any `extra` results (e.g. the golden-rule report). Returns the path."""
     norm = Normalization(rules.language, rules, train_on, extra=dict(extra or {}))
-    path = Path(run_dir) / NORMALIZATION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(norm.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json(norm.to_dict(), Path(run_dir) / NORMALIZATION_FILE)
 
 
 def load_normalization(run_dir: str | Path, language: str | None = None) -> Normalization:

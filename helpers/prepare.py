@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from helpers.data import SKIP_BAD_AUDIO, SKIP_MISSING, decode_clip
-from helpers.inference import SAMPLING_RATE, is_multilingual
+from helpers.audio import SAMPLING_RATE
+from helpers.inference import is_multilingual
 from helpers.inference import WINDOW_SECONDS as MAX_AUDIO_SECONDS  # longer clips would be cut without their text
 MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
 

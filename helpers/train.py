@@ -38,9 +38,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from helpers.data import dataset_title
-from helpers.environment import CPU_ACCUMULATION, CPU_BATCH
+from helpers.environment import DeviceDefaults, accelerator_info, suggest_defaults
 from helpers.files import hub_id, writable_folder, write_json
-from helpers.normalize import base_language
+from helpers.normalize import base_language, eval_normalizer, training_transform
 from helpers.prepare import (
     DropReport,
     READ_REASONS,
@@ -113,97 +113,6 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------------ device defaults
 
-# Per-device batch size x gradient accumulation by model width (d_model) and accelerator memory (GiB), for
-# mixed precision + gradient checkpointing + AdamW. The 16 GB and 40 GB entries of small and medium are the
-# tested set-ups of the community fine-tuning event (V100 16 GB: small 16 x 2, medium 2 x 16; A100 40 GB:
-# small 64, medium 32); the other entries are estimates that keep the effective batch at 32-64.
-GPU_TABLE: dict[int, list[tuple[float, int, int]]] = {
-    384: [(0, 16, 2), (12, 32, 1), (24, 64, 1)],  # tiny
-    512: [(0, 8, 4), (12, 32, 1), (24, 64, 1)],  # base
-    768: [(0, 4, 8), (16, 16, 2), (24, 32, 1), (40, 64, 1)],  # small
-    1024: [(0, 1, 32), (16, 2, 16), (24, 8, 4), (40, 32, 1), (80, 64, 1)],  # medium
-    1280: [(0, 1, 32), (24, 2, 16), (40, 8, 4), (80, 32, 1)],  # large
-}
-MEMORY_SLACK = 0.9  # a "16 GB" card reports about 15.8 GiB
-SIZE_NAMES = {384: "tiny", 512: "base", 768: "small", 1024: "medium", 1280: "large"}
-
-
-@dataclass
-class DeviceDefaults:
-    device: str  # "cpu", "cuda" or "mps"
-    device_name: str
-    memory_gib: float | None
-    precision: str  # "fp32", "bf16" or "fp16"
-    gradient_checkpointing: bool
-    batch_size: int
-    gradient_accumulation_steps: int
-    reason: str
-
-    def __str__(self) -> str:
-        memory = f", {self.memory_gib:.0f} GiB" if self.memory_gib else ""
-        return (
-            f"device {self.device} ({self.device_name}{memory}): {self.precision}, batch {self.batch_size} x "
-            f"gradient accumulation {self.gradient_accumulation_steps}, gradient checkpointing "
-            f"{'on' if self.gradient_checkpointing else 'off'}\n  why: {self.reason}"
-        )
-
-
-def size_class(d_model: int) -> int:
-    """The table row for a model width (tiny 384, base 512, small 768, medium 1024, large 1280)."""
-    return min(GPU_TABLE, key=lambda k: abs(k - int(d_model)))
-
-
-def suggest_defaults(
-    d_model: int,
-    device: str = "cpu",
-    memory_gib: float | None = None,
-    bf16_supported: bool = False,
-    device_name: str = "",
-) -> DeviceDefaults:
-    """Precision, gradient checkpointing, batch size and gradient accumulation for a device and model width."""
-    size = SIZE_NAMES[size_class(d_model)]
-    if device == "cuda":
-        precision = "bf16" if bf16_supported else "fp16"
-        rows = GPU_TABLE[size_class(d_model)]
-        memory = float(memory_gib or 0.0)
-        minimum, batch, accum = [r for r in rows if memory >= r[0] * MEMORY_SLACK][-1]
-        why = (
-            f"{precision} mixed precision ({'bf16 needs no loss scaling' if bf16_supported else 'no bf16 on this GPU'})"
-            f"; gradient checkpointing trades ~20% speed for memory; whisper-{size} on a "
-            f"{minimum:.0f}+ GiB GPU: {batch} x {accum} (effective batch {batch * accum})"
-        )
-        if minimum == 0:
-            why += "; this GPU is small for this model: consider adafactor, adamw_8bit or lora"
-        return DeviceDefaults(device, device_name or "GPU", memory_gib, precision, True, batch, accum, why)
-    if device == "mps":
-        why = "Apple GPU: fp32 (mixed precision training is unreliable on MPS), small batches"
-        return DeviceDefaults(device, device_name or "Apple GPU", memory_gib, "fp32", False, CPU_BATCH,
-                              CPU_ACCUMULATION, why)
-    why = (
-        "CPU: fp32 (no mixed precision training on CPU); no gradient checkpointing (memory is not the limit, it "
-        f"would only slow steps); batch {CPU_BATCH} x gradient accumulation {CPU_ACCUMULATION} (measured: whisper-base "
-        "peaks at 3.6 GiB of RAM for the whole training, against 5.2 GiB at batch 8 x 1, at the same speed)"
-    )
-    return DeviceDefaults("cpu", device_name or "CPU", memory_gib, "fp32", False, CPU_BATCH, CPU_ACCUMULATION, why)
-
-
-def detect_device() -> dict:
-    """{"device", "device_name", "memory_gib", "bf16_supported"} for the first accelerator, else the CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return {
-            "device": "cuda",
-            "device_name": props.name,
-            "memory_gib": props.total_memory / 2**30,
-            "bf16_supported": bool(torch.cuda.is_bf16_supported()),
-        }
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return {"device": "mps", "device_name": "Apple GPU", "memory_gib": None, "bf16_supported": False}
-    return {"device": "cpu", "device_name": f"CPU, {os.cpu_count()} cores", "memory_gib": None, "bf16_supported": False}
-
-
 def default_num_workers(device: str, streaming: bool = False) -> int:
     """DataLoader worker processes that decode clips and compute features while the model trains.
 
@@ -223,7 +132,9 @@ def default_num_workers(device: str, streaming: bool = False) -> int:
 def device_defaults(model_or_config) -> DeviceDefaults:
     """The one place that turns 'this machine + this model' into training settings."""
     config = getattr(model_or_config, "config", model_or_config)
-    return suggest_defaults(int(config.d_model), **detect_device())
+    info = accelerator_info()  # the same probe notebook 00 reports
+    name = f"CPU, {info['cpu_cores']} cores" if info["device"] == "cpu" else info["name"]
+    return suggest_defaults(int(config.d_model), info["device"], info["memory_gib"], info["bf16"], name)
 
 
 def resolve_settings(cfg: TrainConfig, defaults: DeviceDefaults) -> dict:
@@ -319,22 +230,6 @@ def load_model(model: str, language: str | None, *, freeze_encoder: bool = False
     if lora:
         whisper = apply_lora(whisper)
     return whisper, processor, name
-
-
-def text_transform_for(run_dir: str | Path) -> Callable[[str], str] | None:
-    """The training normalisation chosen in notebook 02 (run_dir/normalization.json), or None: train on the text as
-    written, the fine-tuning event's recommendation and the default without that file."""
-    from helpers.normalize import training_transform
-
-    return training_transform(run_dir)
-
-
-def eval_normalizer_for(language: str) -> Callable[[str], str]:
-    """The normaliser behind the normalised WER: Whisper's own for `language`, as in notebook 04 (a score must
-    not depend on the training-text choices of notebook 02)."""
-    from helpers.normalize import eval_normalizer
-
-    return eval_normalizer(language)
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -967,7 +862,7 @@ def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> Pr
     from helpers.data import load_split
 
     check_training_split(cfg.train_split)
-    transform = text_transform_for(cfg.run_dir)
+    transform = training_transform(cfg.run_dir)
     train = load_split(cfg.dataset, cfg.language, cfg.train_split, streaming=cfg.streaming, decode=False)
     evaluation = load_split(cfg.dataset, cfg.language, cfg.eval_split, decode=False)
     if cfg.max_eval_samples:
@@ -999,7 +894,7 @@ def run(cfg: TrainConfig) -> dict:
         print(defaults)
         print(data.summary())
         write_drops(data.reports, run_dir / "dropped_rows.csv")
-    metrics = WhisperMetrics(processor.tokenizer, eval_normalizer_for(cfg.language))
+    metrics = WhisperMetrics(processor.tokenizer, eval_normalizer(cfg.language))
     trainer = build_trainer(whisper, processor, args, data.train, data.eval, metrics, run_dir,
                             text_transform=data.text_transform)
     before, before_examples = zero_shot(trainer, cfg)

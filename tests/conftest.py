@@ -26,7 +26,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_en_dir() -> Path:
     """OpenAI Whisper tiny.en in Hugging Face format (converted at set-up, or here if missing)."""
-    from helpers.convert import ensure_model
+    from tools.convert import ensure_model
 
     return ensure_model("whisper-tiny.en", ROOT / "models")
 
@@ -34,7 +34,7 @@ def tiny_en_dir() -> Path:
 @pytest.fixture(scope="session")
 def base_dir() -> Path:
     """OpenAI Whisper base (multilingual) in Hugging Face format."""
-    from helpers.convert import ensure_model
+    from tools.convert import ensure_model
 
     return ensure_model("whisper-base", ROOT / "models")
 

@@ -1,4 +1,4 @@
-"""The batch runner (helpers.batch) and its report (helpers.summary).
+"""The batch runner (tools.batch) and its report (tools.summary).
 
 Runs through the real papermill and a real kernel, on two tiny notebooks written to a temporary folder, so the
 tests stay fast and do not depend on the curriculum notebooks.
@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import batch, summary
-from helpers.batch import BatchError, Config
+from helpers.files import write_json
+from tools import batch, summary
+from tools.batch import BatchError, Config
 
 KERNEL = "python3"  # the venv's own kernel: always present where the tests run
 
@@ -227,8 +228,8 @@ def test_plan_skips_finished_notebooks_and_resumes_the_rest(notebooks_dir, tmp_p
 
 def test_status_is_written_atomically(tmp_path):
     path = tmp_path / "status.json"
-    batch.write_json_atomic(path, {"state": "ok"})
-    batch.write_json_atomic(path, {"state": "failed"})
+    write_json({"state": "ok"}, path)
+    write_json({"state": "failed"}, path)
     assert json.loads(path.read_text()) == {"state": "failed"}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary file left behind
     assert batch.read_status(tmp_path / "nowhere") == {"notebooks": {}}
@@ -272,7 +273,7 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
     es = rows["es"]
     assert es["status"] == "ok" and es["clips"] == "60" and float(es["hours"]) == pytest.approx(0.07)
     assert (float(es["zero_shot_wer"]), float(es["fine_tuned_wer"])) == (40.0, 30.0)
-    assert float(es["wer_relative_change_pct"]) == pytest.approx(-25.0)
+    assert float(es["relative_wer_improvement_pct"]) == pytest.approx(25.0)
     assert (es["wer_orthographic"], es["cer"], es["rtfx"], es["device"]) == ("35.5", "9.25", "14.0", "cuda")
     assert (es["train_seconds"], es["run_seconds"]) == ("3725.0", "61.0")
     assert (es["fine_tuned_wer_low"], es["fine_tuned_wer_high"], es["probability_fine_tuning_helped"]) \
@@ -284,14 +285,14 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
     assert rows["fr"]["status"] == "interrupted (03_fine_tuning)" and rows["fr"]["clips"] == "5"
     assert rows["fr"]["fine_tuned_wer"] == ""
     en = rows["en"]
-    assert (en["zero_shot_wer"], en["fine_tuned_wer"], en["wer_relative_change_pct"], en["cer"]) \
+    assert (en["zero_shot_wer"], en["fine_tuned_wer"], en["relative_wer_improvement_pct"], en["cer"]) \
         == ("14.0", "", "", "5.0")
     tr = rows["tr"]  # unreadable status, a boolean WER, a zero baseline: empty cells, no division by zero
-    assert (tr["status"], tr["fine_tuned_wer"], tr["zero_shot_wer"], tr["wer_relative_change_pct"], tr["cer"]) \
+    assert (tr["status"], tr["fine_tuned_wer"], tr["zero_shot_wer"], tr["relative_wer_improvement_pct"], tr["cer"]) \
         == ("not run", "", "0", "", "")
 
     md = paths["md"].read_text()
-    assert "| es | ok | 60 | 0.070 | 40.0 | 30.0 | -25.0 | 21.5 | 38.2 | 0.97 | 35.5 | 9.2 | 14.0 | 1:02:05 | cuda |" in md
+    assert "| es | ok | 60 | 0.070 | 40.0 | 30.0 | +25.0 | 21.5 | 38.2 | 0.97 | 35.5 | 9.2 | 14.0 | 1:02:05 | cuda |" in md
     assert "- **de**: 03_fine_tuning In [7]: RuntimeError: out of memory" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -400,7 +401,7 @@ def test_command_line(notebooks_dir, tmp_path, capsys, monkeypatch):
 
 def test_module_entry_point_reports_bad_config(tmp_path, repo_root):
     config = write_yaml(tmp_path, "languages:\n  es: {}\n  no: {}\n")
-    result = subprocess.run([sys.executable, "-m", "helpers.batch", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "tools.batch", "--config", str(config)],
                             cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {config}: languages: a language code was read as the boolean False")

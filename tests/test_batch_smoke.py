@@ -24,7 +24,7 @@ def test_smoke_batch_over_the_real_notebooks(tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "helpers.batch", "--config", str(SMOKE_CONFIG), "--runs", str(runs)],
+        [sys.executable, "-m", "tools.batch", "--config", str(SMOKE_CONFIG), "--runs", str(runs)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -46,7 +46,7 @@ def test_smoke_batch_over_the_real_notebooks(tmp_path):
 
     # Running it again does nothing: every language finished with the same parameters.
     again = subprocess.run(
-        [sys.executable, "-m", "helpers.batch", "--config", str(SMOKE_CONFIG), "--runs", str(runs)],
+        [sys.executable, "-m", "tools.batch", "--config", str(SMOKE_CONFIG), "--runs", str(runs)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.clean_notebooks import clean, main, problems
+from tools.clean_notebooks import clean, main, problems
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -16,8 +16,8 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
-from helpers import convert
-from helpers.convert import ensure_model, read_ct2_model
+from tools import convert
+from tools.convert import ensure_model, read_ct2_model
 
 DATA = Path(__file__).parent / "data"
 ENGLISH = ("en_weather.mp3", "The weather today is sunny and warm, so we will walk to the park.")

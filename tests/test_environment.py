@@ -60,16 +60,21 @@ def test_accelerator_info_on_this_machine():
 
 
 @pytest.mark.parametrize("memory, bf16, expected_precision, expected_plans", [
-    (15.8, False, "fp16", [("small", 16, 2), ("medium", 2, 16)]),   # V100 16 GB
-    (39.4, True, "bf16", [("small", 64, 1), ("medium", 32, 1)]),    # A100 40 GB
-    (79.2, True, "bf16", [("small", 64, 1), ("medium", 32, 1)]),    # bigger cards get at least the A100 plan
-    (11.0, False, "fp16", [("base", 16, 2), ("small", 4, 8)]),
+    (15.8, False, "fp16", [("tiny", 32, 1), ("base", 32, 1), ("small", 16, 2), ("medium", 2, 16)]),  # V100 16 GB
+    (39.4, True, "bf16", [("tiny", 64, 1), ("base", 64, 1), ("small", 64, 1), ("medium", 32, 1),
+                          ("large", 8, 4)]),                                                    # A100 40 GB
+    (11.0, False, "fp16", [("tiny", 32, 1), ("base", 32, 1)]),  # small would need memory tricks: not offered
 ])
 def test_recommend_for_gpus(memory, bf16, expected_precision, expected_plans):
     rec = env.recommend({"device": "cuda", "memory_gib": memory, "bf16": bf16, "fp16": True})
     assert rec["precision"] == expected_precision
     assert [(p["checkpoint"], p["batch_size"], p["grad_accum"]) for p in rec["plans"]] == expected_plans
     assert all(p["batch_size"] * p["grad_accum"] >= 32 for p in rec["plans"])
+    for plan in rec["plans"]:  # notebook 00 recommends what notebook 03 trains with
+        width = next(w for w, name in env.SIZE_NAMES.items() if name == plan["checkpoint"])
+        d = env.suggest_defaults(width, "cuda", memory, bf16)
+        assert (d.batch_size, d.gradient_accumulation_steps, d.precision) == \
+            (plan["batch_size"], plan["grad_accum"], expected_precision)
 
 
 def test_recommend_for_cpu_is_tiny_or_base_in_fp32():

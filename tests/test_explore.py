@@ -310,7 +310,7 @@ def test_data_report_has_what_the_summary_reads(tokenizer, tmp_path):
     import json
 
     from helpers.files import write_json
-    from helpers.summary import data_totals
+    from tools.summary import data_totals
 
     splits = {"train": Dataset.from_list(_rows(["hola", "adiós"], seconds=2.0)),
               "test": Dataset.from_list(_rows(["qué tal"], speakers=["z"], seconds=1.0))}

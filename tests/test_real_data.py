@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import make_real_data as R
+from tools import make_real_data as R
 from helpers.data import REAL_DIR, load_split
 from helpers.prepare import sentence_key
 

@@ -1,6 +1,6 @@
 """The embedded sample (data/sample/<locale>/) is a faithful, usable Common Voice 11 style folder.
 
-Fast and needs no espeak-ng: it checks the committed files, and the pure parts of helpers.make_sample.
+Fast and needs no espeak-ng: it checks the committed files, and the pure parts of tools.make_sample.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from helpers import make_sample
-from helpers.make_sample import HEADER, LOCALES, SampleError
+from tools import make_sample
+from tools.make_sample import HEADER, LOCALES, SampleError
 
 SPLITS = ("train", "dev", "test")
 MIN_ROWS = {"train": 40, "dev": 10, "test": 10}

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from helpers import prepare as P
-from helpers.batch import BatchError, parse_config
+from tools.batch import BatchError, parse_config
 from helpers.data import decode_clip, load_split, text_rows
 from helpers.explore import leak_notes, overlaps_with_test
 from helpers.languages import whisper_language
@@ -214,7 +214,7 @@ def metadata_csv_with_a_byte_order_mark(tmp):
 
 
 def run_dir_that_cannot_be_written(tmp):
-    from helpers.batch import main
+    from tools.batch import main
     from helpers.files import writable_folder
 
     (tmp / "a-file").write_text("not a folder")
@@ -280,7 +280,7 @@ def test_shared_speakers_do_not_stop_the_batch_runner(tmp_path, repo_root):
     """End to end: notebook 01 on a folder whose train and test share speakers reports it and finishes."""
     folder = locale(tmp_path, [("t1", f"a{i}.wav", f"Frase número {i}.") for i in range(3)])
     (folder / "dev.tsv").write_text((folder / "train.tsv").read_text())
-    command = [sys.executable, "-m", "helpers.batch", "--languages", "es", "--dataset", str(folder),
+    command = [sys.executable, "-m", "tools.batch", "--languages", "es", "--dataset", str(folder),
                "--runs", str(tmp_path / "runs"), "--notebooks", "01", "--set", "listen_clips=1"]
     done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

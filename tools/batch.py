@@ -1,7 +1,7 @@
 """Run the curriculum notebooks headless, one language after another, with papermill.
 
-    python -m helpers.batch --languages es de fr --dataset sample --model models/whisper-base
-    python -m helpers.batch --config configs/sample.yaml --set max_steps=20
+    python -m tools.batch --languages es de fr --dataset sample --model models/whisper-base
+    python -m tools.batch --config configs/sample.yaml --set max_steps=20
 
 For every language, each notebook notebooks/NN_*.ipynb (or those chosen with --notebooks) runs in order on a
 registered Jupyter kernel, with the notebooks folder as working directory (as in JupyterLab), and is saved as
@@ -14,7 +14,7 @@ exit status is 1 at the end. <runs>/<language>/status.json records each notebook
 running the same command again skips the notebooks that already finished with the same parameters and starts
 again at the first one that failed, was interrupted, or whose parameters changed (notebook 03 resumes its own
 training from the checkpoints in run_dir). --force runs everything again. At the end <runs>/summary.csv,
-summary.md and summary.png compare the languages (see helpers.summary).
+summary.md and summary.png compare the languages (see tools.summary).
 
 Parameter values, lowest to highest priority: built-in defaults (dataset "sample", model "models/whisper-base"),
 the config file's top level, the config file's entry for the language, then the command line (--dataset, --model,
@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from helpers import ROOT, summary
-from helpers.files import writable_folder
+from helpers import ROOT
+from helpers.files import writable_folder, write_json
+from tools import summary
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 DEFAULT_NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -327,18 +328,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def read_status(run_dir: Path) -> dict[str, Any]:
     """A language's status.json, or {} when there is none (or it is unreadable)."""
     status = summary.read_json(Path(run_dir) / STATUS_FILE)
@@ -434,11 +423,6 @@ def check_kernel(kernel: str) -> None:
 # ------------------------------------------------------------------------------------------------ the runner
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 @dataclass
 class Batch:
     """Everything one batch run needs; `run()` executes it and returns the exit status."""
@@ -497,24 +481,24 @@ class Batch:
         try:
             writable_folder(run_dir)
         except OSError as err:  # this language fails with the reason; the others go on
-            self.say(f"[{_clock(time.monotonic() - self.started)}] {language}: FAILED: {err}")
+            self.say(f"[{summary.clock(time.monotonic() - self.started)}] {language}: FAILED: {err}")
             return False
         params = language_parameters(language, self.runs, self.config, self.cli)
         status = read_status(run_dir)
         decisions = plan(self.notebooks, params, status, run_dir, self.force)
         total = len(self.notebooks)
         if all(reason is None for _, reason in decisions):
-            self.say(f"[{_clock(time.monotonic() - self.started)}] {language}: all {total} notebook(s) finished "
+            self.say(f"[{summary.clock(time.monotonic() - self.started)}] {language}: all {total} notebook(s) finished "
                      "earlier with the same parameters; skipped (--force runs them again)")
             return True
 
         entries = status.get("notebooks", {})
         status = {"language": language, "state": "running", "error": None, "kernel": self.kernel,
                   "started": _now(), "notebooks": entries}
-        write_json_atomic(run_dir / STATUS_FILE, status)
+        write_json(status, run_dir / STATUS_FILE)
         ok = True
         for index, (notebook, reason) in enumerate(decisions, start=1):
-            prefix = f"[{_clock(time.monotonic() - self.started)}] {language} {index}/{total} {notebook.name}"
+            prefix = f"[{summary.clock(time.monotonic() - self.started)}] {language} {index}/{total} {notebook.name}"
             if not ok:
                 entries[notebook.name] = {"state": "pending", "reason": "an earlier notebook failed"}
                 continue
@@ -525,14 +509,14 @@ class Batch:
             entry = {"state": "running", "started": _now(), "parameters": notebook_parameters(notebook, params),
                      "output": f"{notebook.name}.ipynb"}
             entries[notebook.name] = entry
-            write_json_atomic(run_dir / STATUS_FILE, status)
+            write_json(status, run_dir / STATUS_FILE)
             began = time.monotonic()
             try:
                 self.execute(notebook, run_dir, entry["parameters"])
             except KeyboardInterrupt:
                 entry.update(state="interrupted", finished=_now(), seconds=round(time.monotonic() - began, 1))
                 status.update(state="interrupted", error=f"{notebook.name}: interrupted")
-                write_json_atomic(run_dir / STATUS_FILE, status)
+                write_json(status, run_dir / STATUS_FILE)
                 self.say(" interrupted")
                 raise
             except Exception as exc:  # any failure of one language is recorded, and the batch goes on
@@ -545,12 +529,12 @@ class Batch:
                 entry["state"] = "ok"
                 self.say(f" ok ({time.monotonic() - began:.1f} s)")
             entry.update(finished=_now(), seconds=round(time.monotonic() - began, 1))
-            write_json_atomic(run_dir / STATUS_FILE, status)
+            write_json(status, run_dir / STATUS_FILE)
         status.update(state="ok" if ok else "failed", finished=_now())
         status["seconds"] = round(sum(e.get("seconds", 0) for e in entries.values()
                                       if isinstance(e, dict) and e.get("state") in ("ok", "failed")), 1)
         status["notebooks"] = status.pop("notebooks")  # keep the per-notebook details last in the file
-        write_json_atomic(run_dir / STATUS_FILE, status)
+        write_json(status, run_dir / STATUS_FILE)
         return ok
 
     def execute(self, notebook: Notebook, run_dir: Path, params: dict[str, Any]) -> None:
@@ -611,9 +595,9 @@ def build_batch(args: argparse.Namespace, write: Callable[..., None] = print) ->
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m helpers.batch",
+        prog="python -m tools.batch",
         description="Run notebooks 00 -> 04 headless for several languages and compare them.",
-        epilog="Example: python -m helpers.batch --languages es de --set max_steps=20",
+        epilog="Example: python -m tools.batch --languages es de --set max_steps=20",
     )
     p.add_argument("--languages", nargs="+", metavar="CODE",
                    help='Common Voice locale codes, e.g. es de fr (default: the config\'s, else "es")')

@@ -5,7 +5,7 @@ whisper-base (multilingual, split over two packages) and whisper-tiny.en (Englis
 reads their `model.bin`, renames the weights to `WhisperForConditionalGeneration` names and writes a folder
 that plain `from_pretrained` loads in float32, with tokenizer, feature extractor and generation config.
 
-    python -m helpers.convert [--models-dir models] [--force] [whisper-base whisper-tiny.en]
+    python -m tools.convert [--models-dir models] [--force] [whisper-base whisper-tiny.en]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ batch runner's status.json. The notebooks may still be changing, so everything i
 file, a missing key or a value that is not a number gives an empty cell, never an error. The key names read from
 those files are listed once, in SOURCES below.
 
-    python -m helpers.summary --runs runs     # rebuild the report from what is on disk
+    python -m tools.summary --runs runs     # rebuild the report from what is on disk
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from helpers.metrics import relative_improvement
+
 # Where each number comes from. Keys are tried in order; the first one holding a number wins.
 SOURCES: dict[str, Any] = {
-    "status": "status.json",  # written by helpers.batch: state, error, seconds, notebooks{...}
+    "status": "status.json",  # written by tools.batch: state, error, seconds, notebooks{...}
     # notebook 01: {"splits": {"train": {"clips": 40, "hours": 0.05}, "dev": {...}, "test": {...}}}
     # (split entries directly at the top level are accepted too)
     "data_report": {
@@ -64,7 +66,7 @@ COLUMNS = (
     "hours",
     "zero_shot_wer",
     "fine_tuned_wer",
-    "wer_relative_change_pct",
+    "relative_wer_improvement_pct",
     "fine_tuned_wer_low",
     "fine_tuned_wer_high",
     "probability_fine_tuning_helped",
@@ -85,7 +87,7 @@ MARKDOWN_COLUMNS = (
     ("hours", "hours", "{:.3f}"),
     ("zero_shot_wer", "zero-shot WER %", "{:.1f}"),
     ("fine_tuned_wer", "fine-tuned WER %", "{:.1f}"),
-    ("wer_relative_change_pct", "WER change %", "{:+.1f}"),
+    ("relative_wer_improvement_pct", "WER improvement %", "{:+.1f}"),
     ("fine_tuned_wer_low", "95% interval from", "{:.1f}"),
     ("fine_tuned_wer_high", "to", "{:.1f}"),
     ("probability_fine_tuning_helped", "P(helped)", "{:.2f}"),
@@ -180,13 +182,6 @@ def status_text(status: dict) -> str:
     return str(state) if state else "unknown"
 
 
-def relative_change(before: float | None, after: float | None) -> float | None:
-    """Relative WER change in percent (negative = fewer errors after fine-tuning); None if undefined."""
-    if before is None or after is None or before == 0:
-        return None
-    return (after - before) / before * 100
-
-
 def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
     """One summary row for the language whose outputs are in `run_dir`."""
     run_dir = Path(run_dir)
@@ -202,6 +197,7 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
     fine_tuned = None if results.get(spec["finetuned_flag"]) is False else number(results, spec["wer"])
     error = status.get("error")
     interval = nested(results, spec["interval"]) if fine_tuned is not None else {}
+    improvement = relative_improvement(zero_shot, fine_tuned)
     return {
         "language": language or status.get("language") or run_dir.name,
         "status": status_text(status),
@@ -209,7 +205,7 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
         "hours": hours,
         "zero_shot_wer": zero_shot,
         "fine_tuned_wer": fine_tuned,
-        "wer_relative_change_pct": relative_change(zero_shot, fine_tuned),
+        "relative_wer_improvement_pct": None if math.isnan(improvement) else improvement,
         "fine_tuned_wer_low": number(interval, ("low",)),
         "fine_tuned_wer_high": number(interval, ("high",)),
         "probability_fine_tuning_helped": number(nested(results, spec["difference"]), ("probability_improved",)),
@@ -241,7 +237,8 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _duration(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """Seconds as h:mm:ss (the batch runner's progress lines and the summary's training time)."""
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -250,7 +247,7 @@ def _cell(value: Any, fmt: str) -> str:
     if value is None:
         return ""
     if fmt == "duration":
-        return _duration(value)
+        return clock(value)
     if fmt == "{:d}":
         return str(int(value))
     return fmt.format(value).replace("|", "\\|")
@@ -262,7 +259,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "# Batch run summary",
         "",
         "WER and CER are percentages on the evaluation split; zero-shot is the model before fine-tuning. "
-        "WER change is relative (negative = fewer errors). The 95% interval of the fine-tuned WER comes from "
+        "WER improvement is relative to zero-shot (positive = fewer errors, as in results.json). The 95% interval of the fine-tuned WER comes from "
         "1,000 bootstrap draws of whole speakers; P(helped) is the share of paired draws in which the fine-tuned "
         "model had the lower WER. Orthographic WER (text as written), CER and RTFx "
         "(seconds of audio transcribed per second) are the fine-tuned model's, or the baseline's when no "
@@ -333,7 +330,7 @@ def write_summary(runs: Path, languages: list[str] | None = None) -> dict[str, P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.summary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="runs", help="folder holding one sub-folder per language (default: runs)")
     args = parser.parse_args(argv)
     paths = write_summary(Path(args.runs))

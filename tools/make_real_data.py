@@ -22,7 +22,7 @@ a fixed hash; a train or dev line whose sentence also occurs in test is left out
 no sentence and no scene with training, but it does share the voices: its WER measures new sentences by known
 speakers. `build.json` in each folder says how many clips, minutes, speakers and levels each split has.
 
-    python -m helpers.make_real_data [cs es fr it] [--out data/real] [--debs FOLDER]
+    python -m tools.make_real_data [cs es fr it] [--out data/real] [--debs FOLDER]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import soundfile as sf
 from helpers.audio import AudioError, decode
 from helpers.data import CLIP_DURATIONS, REAL_DIR, SAMPLING_RATE
 from helpers.files import write_json
-from helpers.make_sample import EMPTY_TSVS, HEADER, SPLITS, write_tsv
+from tools.make_sample import SPLITS, swapped_in, write_splits
 from helpers.prepare import sentence_key
 
 OUT_DIR = REAL_DIR
@@ -250,10 +250,7 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
             seen.add(line.key)
             kept.append(line)
 
-    target = out_dir / source.locale
-    out_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{source.locale}-", dir=out_dir))
-    try:
+    with swapped_in(out_dir / source.locale) as building:
         (building / "clips").mkdir()
         clips, durations = [], {}
         for line in kept:
@@ -283,11 +280,7 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
             rows[split].append({"client_id": line.speaker, "path": name, "sentence": clean(line.text),
                                 "up_votes": "", "down_votes": "", "age": "", "gender": line.gender, "accents": "",
                                 "locale": source.locale, "segment": line.group})
-        for split in SPLITS:
-            write_tsv(building / f"{split}.tsv", rows[split])
-        write_tsv(building / "validated.tsv", [row for split in SPLITS for row in rows[split]])
-        for name in EMPTY_TSVS:
-            write_tsv(building / f"{name}.tsv", [])
+        write_splits(building, rows)
         with (building / CLIP_DURATIONS).open("w", encoding="utf-8") as handle:
             handle.write("clip\tduration[ms]\n")
             handle.writelines(f"{name}\t{round(seconds * 1000)}\n" for name, seconds in durations.items())
@@ -314,12 +307,6 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
             if copyright_file.is_file():
                 with (building / "LICENSE.txt").open("a", encoding="utf-8") as handle:
                     handle.write(f"\n===== {package} =====\n{copyright_file.read_text(encoding='utf-8')}")
-        if target.exists():
-            shutil.rmtree(target)
-        building.rename(target)
-    finally:
-        if building.exists():
-            shutil.rmtree(building)
     return summary
 
 
@@ -336,7 +323,7 @@ def build(locales: list[str], out_dir: Path = OUT_DIR, debs: Path | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.make_real_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.make_real_data", description=__doc__.split("\n")[0])
     parser.add_argument("locales", nargs="*", default=list(SOURCES), metavar="LOCALE",
                         help=f"locales to build (default: {' '.join(SOURCES)})")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder (default: data/real)")

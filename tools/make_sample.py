@@ -15,7 +15,7 @@ again gives the same TSVs.
 
 The output is committed, so users never need espeak-ng. To regenerate (Debian: ``apt-get install espeak-ng``):
 
-    python -m helpers.make_sample [--out data/sample] [locales ...]
+    python -m tools.make_sample [--out data/sample] [locales ...]
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -202,6 +204,31 @@ def to_clip(audio: np.ndarray, rate: int, gain: float) -> np.ndarray:
     return audio
 
 
+@contextmanager
+def swapped_in(target: Path) -> Iterator[Path]:
+    """A fresh folder beside `target` to build in; when the block ends without an error it replaces `target`, so
+    the target never holds a mix of old and new files (and an error leaves the old one as it was)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield building
+        if target.exists():
+            shutil.rmtree(target)
+        building.rename(target)
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
+
+
+def write_splits(folder: Path, rows: dict[str, list[dict[str, str]]]) -> None:
+    """train/dev/test.tsv, validated.tsv (all of them) and the empty invalidated/other.tsv of a locale folder."""
+    for split in SPLITS:
+        write_tsv(folder / f"{split}.tsv", rows[split])
+    write_tsv(folder / "validated.tsv", [row for split in SPLITS for row in rows[split]])
+    for name in EMPTY_TSVS:
+        write_tsv(folder / f"{name}.tsv", [])
+
+
 def write_tsv(path: Path, rows: list[dict[str, str]]) -> None:
     """Common Voice TSVs are plain tab-separated text with no quoting (sentences may contain quotes)."""
     lines = ["\t".join(HEADER)]
@@ -220,15 +247,10 @@ def generate_locale(locale: str, out_dir: Path = OUT_DIR, sentences_dir: Path = 
     rng = random.Random(f"{SEED}:{locale}:prosody")
     taken: set[int] = set()
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / locale
-    # Build next to the target and swap at the end, so the folder never holds a mix of old and new files.
-    building = Path(tempfile.mkdtemp(prefix=f".{locale}-", dir=out_dir))
-    try:
+    rows: dict[str, list[dict[str, str]]] = {}
+    with swapped_in(Path(out_dir) / locale) as building:
         clips = building / "clips"
         clips.mkdir()
-        rows: dict[str, list[dict[str, str]]] = {}
         for split in SPLITS:
             rows[split] = []
             group = speakers[split]
@@ -262,17 +284,7 @@ def generate_locale(locale: str, out_dir: Path = OUT_DIR, sentences_dir: Path = 
                     }
                 )
         (building / "tmp.wav").unlink()
-        for split in SPLITS:
-            write_tsv(building / f"{split}.tsv", rows[split])
-        write_tsv(building / "validated.tsv", [row for split in SPLITS for row in rows[split]])
-        for name in EMPTY_TSVS:
-            write_tsv(building / f"{name}.tsv", [])
-        if target.exists():
-            shutil.rmtree(target)
-        building.rename(target)
-    finally:
-        if building.exists():
-            shutil.rmtree(building)
+        write_splits(building, rows)
     return {split: len(rows[split]) for split in SPLITS}
 
 
@@ -282,7 +294,7 @@ def folder_size(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.make_sample",
+        prog="python -m tools.make_sample",
         description="Generate the embedded Common Voice style sample with espeak-ng.",
     )
     parser.add_argument("locales", nargs="*", default=list(LOCALES), help=f"locales to build (default: {' '.join(LOCALES)})")

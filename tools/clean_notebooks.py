@@ -1,7 +1,7 @@
 """Keep committed notebooks clean: outputs of the default run stay, execution noise and machine paths go.
 
-    python -m helpers.clean_notebooks notebooks/*.ipynb          # clean in place
-    python -m helpers.clean_notebooks --check notebooks/*.ipynb  # list what is not clean, exit 1 if any
+    python -m tools.clean_notebooks notebooks/*.ipynb          # clean in place
+    python -m tools.clean_notebooks --check notebooks/*.ipynb  # list what is not clean, exit 1 if any
 """
 
 from __future__ import annotations
