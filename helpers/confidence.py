@@ -54,13 +54,14 @@ def clip_errors(references: Sequence[str], predictions: Sequence[str], normalize
 
 
 def _groups(groups: Sequence | None, kept: list[int]) -> tuple[np.ndarray, str]:
-    """Group index per kept clip: the speaker, or the clip itself when there are no (or only empty) speaker ids."""
+    """Group index per kept clip: the speaker, or the clip itself when there are no speaker ids or all clips share
+    one (drawing that one speaker again and again would give an "interval" of a single value)."""
     labels = [str(groups[i] or "") for i in kept] if groups is not None else []
-    if not labels or not any(labels):
-        return np.arange(len(kept)), "clips"
     # a clip without a speaker id is a group of its own
     names = [label or f"\x00clip{i}" for i, label in zip(kept, labels)]
     _, index = np.unique(names, return_inverse=True)
+    if not any(labels) or len(set(names)) < 2:
+        return np.arange(len(kept)), "clips"
     return index, "speakers"
 
 

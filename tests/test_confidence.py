@@ -44,6 +44,8 @@ def test_speakers_are_drawn_whole_and_clips_without_speakers_alone():
     assert C.interval(e, None)["resampled"] == "clips" and C.interval(e, None)["groups"] == 4
     assert C.interval(e, ["", "", "", ""])["resampled"] == "clips"
     assert C.interval(e, ["a", "a", "", ""])["groups"] == 3  # each clip without a speaker id is its own group
+    one = C.interval(e, ["a", "a", "a", "a"], resamples=2000)  # one voice actor: drawing them says nothing, so clips
+    assert (one["resampled"], one["groups"]) == ("clips", 4) and one["low"] < one["value"] < one["high"]
     # two speakers, one at 50 % and one at 0 %: a draw gives 0, 25 or 50 % WER, nothing else
     result = C.interval(e, ["a", "a", "b", "b"], resamples=2000)
     assert result["value"] == 25.0 and (result["low"], result["high"]) == (0.0, 50.0)
