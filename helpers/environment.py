@@ -239,7 +239,7 @@ def recommend(info: Mapping) -> dict:
         label, basis, precision = f"GPU with {memory:.0f} GiB", TABLE_BASIS, suggested["base"].precision
         why = ("bf16 has fp32's range, so no loss scaling is needed" if precision == "bf16"
                else "this GPU has no bf16; fp16 with loss scaling (the Trainer does it)")
-        advice = f"{label}: train in {precision} ({why})."
+        advice = f"Train in {precision} ({why})."
     else:
         plans = [("tiny", CPU_BATCH, CPU_ACCUMULATION), ("base", CPU_BATCH, CPU_ACCUMULATION)]
         precision = "fp32"
