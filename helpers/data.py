@@ -275,7 +275,7 @@ def _shown(path: Path) -> str:
 
 def _named_source(name: str, language: str) -> _Source:
     root, title, how = NAMED_DATASETS[name]
-    folder = root / language
+    folder = dataset_folder(name, language)
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_cv_folder(p)) if root.is_dir() else []
         raise ValueError(

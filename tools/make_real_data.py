@@ -234,9 +234,14 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
     """Write out_dir/<locale>/ from the unpacked packages under `root`; return what build.json holds."""
     lines = source.read(root)
     left_out: list[dict[str, str]] = []
+
+    def leave_out(line: Line, reason: str) -> None:
+        left_out.append({"id": line.key, "sentence": line.text, "reason": reason})
+
     texts: dict[str, set[str]] = {}
     for line in lines:
-        texts.setdefault(line.key, set()).add(clean(line.text))
+        line.text = clean(line.text)
+        texts.setdefault(line.key, set()).add(line.text)
     kept: list[Line] = []
     seen: set[str] = set()
     for line in lines:
@@ -245,7 +250,7 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
                   else "two different transcripts for one recording" if len(texts[line.key]) > 1
                   else why_left_out(line.text))
         if reason:
-            left_out.append({"id": line.key, "sentence": clean(line.text), "reason": reason})
+            leave_out(line, reason)
         elif line.key not in seen:  # a line listed twice with the same text counts once
             seen.add(line.key)
             kept.append(line)
@@ -258,10 +263,10 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
             try:
                 audio, seconds = decode(line.audio, SAMPLING_RATE)
             except AudioError as err:
-                left_out.append({"id": line.key, "sentence": clean(line.text), "reason": err.reason})
+                leave_out(line, err.reason)
                 continue
             if seconds > MAX_SECONDS:
-                left_out.append({"id": line.key, "sentence": clean(line.text), "reason": f"over {MAX_SECONDS:.0f} s"})
+                leave_out(line, f"over {MAX_SECONDS:.0f} s")
                 continue
             sf.write(building / "clips" / name, audio, SAMPLING_RATE, format="FLAC")
             durations[name] = seconds
@@ -273,11 +278,11 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
         for line, name in clips:
             split = split_of[line.group]
             if split != "test" and sentence_key(line.text) in test_sentences:
-                left_out.append({"id": line.key, "sentence": clean(line.text), "reason": "sentence also in test"})
+                leave_out(line, "sentence also in test")
                 (building / "clips" / name).unlink()
                 del durations[name]
                 continue
-            rows[split].append({"client_id": line.speaker, "path": name, "sentence": clean(line.text),
+            rows[split].append({"client_id": line.speaker, "path": name, "sentence": line.text,
                                 "up_votes": "", "down_votes": "", "age": "", "gender": line.gender, "accents": "",
                                 "locale": source.locale, "segment": line.group})
         write_splits(building, rows)
@@ -299,14 +304,12 @@ def build_locale(source: Source, root: Path, out_dir: Path) -> dict:
             "left_out": dict(Counter(item["reason"] for item in left_out).most_common()),
         }
         write_json(summary, building / "build.json")
+        copyrights = [root / "usr/share/doc" / package / "copyright" for package in source.packages]
         (building / "LICENSE.txt").write_text(
             f"{source.title}\nFrom the Debian packages {', '.join(source.packages)}; licence {source.licence}.\n"
-            "The packages' copyright files, copied below, name the authors and the full terms.\n", encoding="utf-8")
-        for package in source.packages:
-            copyright_file = root / "usr/share/doc" / package / "copyright"
-            if copyright_file.is_file():
-                with (building / "LICENSE.txt").open("a", encoding="utf-8") as handle:
-                    handle.write(f"\n===== {package} =====\n{copyright_file.read_text(encoding='utf-8')}")
+            "The packages' copyright files, copied below, name the authors and the full terms.\n"
+            + "".join(f"\n===== {path.parent.name} =====\n{path.read_text(encoding='utf-8')}"
+                      for path in copyrights if path.is_file()), encoding="utf-8")
     return summary
 
 
