@@ -38,8 +38,13 @@ def real_dir():
     ("[ascending tones]", "bracketed remark or sound effect"),
     ("(beep)", "bracketed remark or sound effect"),
     ("Sus saludos [temporales] estan en uso", "bracketed remark or sound effect"),
-    ("ááááaa", "scream"),
-    ("Ááááá...", "scream"),
+    ("ááááaa", "scream, laugh or hum"),
+    ("Ááááá...", "scream, laugh or hum"),
+    ("Chééééchechech... chéééchecheche...", "scream, laugh or hum"),   # a laugh
+    ("Hmmm... Ehmmm... Hahmmm...", "scream, laugh or hum"),
+    ("Hahaha!", "scream, laugh or hum"),
+    ("Krrruci!", None),               # a word said with a rolled r
+    ("Cha cha chá... vyhrál jsem!", None),
     ("Au!", None),                    # a short word is speech
     ("Hmmm... těžko.", None),
     ("Co je to za divnou loď?", None),

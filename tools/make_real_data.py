@@ -13,8 +13,8 @@ batch runner read like any Common Voice download (`dataset="real"`):
 
 The packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is installed and no
 root is needed where the package lists exist. Clips become 16 kHz mono FLAC. A line is left out, counted and
-written to `left_out.tsv` when it has no recording, no text, only a scream or a sound effect, script markup
-(a `%1` placeholder, a bracketed or parenthesised remark), two different transcripts, or is over 30 s.
+written to `left_out.tsv` when it has no recording, no text, only a scream, a laugh, a hum or a sound effect,
+script markup (a `%1` placeholder, a bracketed or parenthesised remark), two different transcripts, or is over 30 s.
 
 Splits. With two main voices there are too few speakers to hold one out, so the test and dev splits take whole
 game levels (Czech) or whole prompt families (`conf-*`, `vm-*`, `digits/`, ...: one voice per language), chosen by
@@ -166,7 +166,10 @@ SOURCES = {
 
 # ------------------------------------------------------------------------------------------------- cleaning
 
-_SCREAM = re.compile(r"^(?:([aáeéiíoóuúyý])\1{2,}|[aáeéiíoóuúyý]{4,})$", re.IGNORECASE)
+_VOWELS = "aáàâäeéèêëěiíìîïoóòôöuúùûüůyý"
+# A scream, laugh or hum is not a word: vowels (held or run together), or vowels with h, m and c (as in "ch") where
+# a letter is held three times or a short syllable repeats ("Ááááá", "Hmmm", "Ehmmm", "chechechech", "hahaha").
+_SCREAM = re.compile(rf"^[{_VOWELS}]{{4,}}$|^(?=[{_VOWELS}hmc]+$)(?=.*(?:(.)\1\1|(.{{2,3}})\2\2)).*$")
 
 
 def why_left_out(text: str) -> str | None:
@@ -179,7 +182,7 @@ def why_left_out(text: str) -> str | None:
     if re.search(r"[\[\](){}<>]", text):
         return "bracketed remark or sound effect"
     if all(_SCREAM.match(w.casefold()) for w in words):
-        return "scream"
+        return "scream, laugh or hum"
     return None
 
 
