@@ -24,7 +24,7 @@ export TOKENIZERS_PARALLELISM := false
 demo test: export HF_HUB_OFFLINE := 1
 demo test: export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup real-data demo test unit nbval lab batch bench clean-notebooks check-notebooks clean
+.PHONY: setup real-data demo test unit nbval lab batch bench gpu-check clean-notebooks check-notebooks clean
 
 setup: $(INSTALLED) $(KERNEL) $(MODELS)
 
@@ -81,6 +81,10 @@ BATCH_ARGS ?=
 # make batch LANGUAGES="es de fr" DATASET=... MODEL=...   or   make batch CONFIG=configs/sample.yaml BATCH_ARGS="--set max_steps=20"
 batch: setup
 	$(PY) -m tools.batch $(if $(CONFIG),--config $(CONFIG),--languages $(LANGUAGES) --dataset $(DATASET) --model $(MODEL)) --runs $(RUNS) $(BATCH_ARGS)
+
+# On a CUDA machine: training throughput and peak memory (base, small), evaluation speed by backend -> runs/gpu_check.json
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --out $(RUNS)/gpu_check.json
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

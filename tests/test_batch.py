@@ -252,6 +252,7 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
          "confidence": {"finetuned": {"wer": {"low": 21.5, "high": 38.25}},
                         "wer_difference_finetuned_minus_baseline": {"probability_improved": 0.97}},
          "baseline": {"wer": 40.0, "wer_orthographic": 50.0, "cer": 12.0, "rtfx": 15.0, "device": "cuda"}}))
+    (runs / "es" / "export.json").write_text(json.dumps({"int8": {"wer": 31.5, "cer": 9.5, "rtfx": 5.25}}))
     (runs / "de" / "status.json").write_text(json.dumps(
         {"state": "failed", "error": "03_fine_tuning In [7]: RuntimeError: out of memory",
          "notebooks": {"00_environment_check": {"state": "ok"}, "03_fine_tuning": {"state": "failed"}}}))
@@ -276,6 +277,7 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
     assert float(es["relative_wer_improvement_pct"]) == pytest.approx(25.0)
     assert (es["wer_orthographic"], es["cer"], es["rtfx"], es["device"]) == ("35.5", "9.25", "14.0", "cuda")
     assert (es["train_seconds"], es["run_seconds"]) == ("3725.0", "61.0")
+    assert (es["int8_wer"], es["int8_rtfx"], rows["en"]["int8_wer"]) == ("31.5", "5.25", "")
     assert (es["fine_tuned_wer_low"], es["fine_tuned_wer_high"], es["probability_fine_tuning_helped"]) \
         == ("21.5", "38.25", "0.97")
     assert rows["en"]["fine_tuned_wer_low"] == "" and rows["tr"]["probability_fine_tuning_helped"] == ""
@@ -292,7 +294,8 @@ def test_summary_reads_what_exists_and_leaves_the_rest_empty(tmp_path):
         == ("not run", "", "0", "", "")
 
     md = paths["md"].read_text()
-    assert "| es | ok | 60 | 0.070 | 40.0 | 30.0 | +25.0 | 21.5 | 38.2 | 0.97 | 35.5 | 9.2 | 14.0 | 1:02:05 | cuda |" in md
+    assert ("| es | ok | 60 | 0.070 | 40.0 | 30.0 | +25.0 | 21.5 | 38.2 | 0.97 | 35.5 | 9.2 | 14.0 | 31.5 | 5.2 | 1:02:05 "
+            "| cuda |") in md
     assert "- **de**: 03_fine_tuning In [7]: RuntimeError: out of memory" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

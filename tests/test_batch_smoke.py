@@ -1,4 +1,4 @@
-"""The real curriculum, headless: notebooks 00 -> 04 through the batch runner with configs/smoke.yaml.
+"""The real curriculum, headless: notebooks 00 -> 05 through the batch runner with configs/smoke.yaml.
 
 Slow (minutes on 2 CPU cores): every notebook runs end to end on the registered whisper-curriculum kernel,
 with one training step on a few clips per language.

@@ -46,10 +46,10 @@ def test_check_flags_uncleaned_notebook_and_machine_paths(tmp_path):
     assert any("machine path" in p for p in problems(path))
 
 
-def test_the_five_notebooks_exist():
+def test_the_six_notebooks_exist():
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["00_environment_check", "01_data_exploration", "02_normalization_rules",
-                     "03_fine_tuning", "04_evaluation"]
+                     "03_fine_tuning", "04_evaluation", "05_export_and_deploy"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -596,7 +596,7 @@ def build_batch(args: argparse.Namespace, write: Callable[..., None] = print) ->
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tools.batch",
-        description="Run notebooks 00 -> 04 headless for several languages and compare them.",
+        description="Run notebooks 00 -> 05 headless for several languages and compare them.",
         epilog="Example: python -m tools.batch --languages es de --set max_steps=20",
     )
     p.add_argument("--languages", nargs="+", metavar="CODE",

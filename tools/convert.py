@@ -38,7 +38,7 @@ SOURCES = {
 }
 # A folder holding all of these is a finished conversion (it only gets its name once they are all written).
 OUTPUT_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                "processor_config.json")
+                "processor_config.json", "preprocessor_config.json")
 CT2_DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}  # CTranslate2 type ids
 
 
@@ -231,6 +231,7 @@ def _convert(name: str, out: Path) -> None:
             hf_logging.enable_progress_bar()
     features = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     WhisperProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(out)
+    features.save_pretrained(out)  # preprocessor_config.json: CTranslate2's converter and faster-whisper read it
 
 
 def is_converted(path: str | Path) -> bool:

@@ -56,6 +56,13 @@ SOURCES: dict[str, Any] = {
         "interval": ("confidence", "finetuned", "wer"),
         "difference": ("confidence", "wer_difference_finetuned_minus_baseline"),
     },
+    # notebook 05: {"int8": {"wer": 12.5, "cer": 4.0, "rtfx": 5.3}, "backends": {...}, "long_form": {...}}
+    "export": {
+        "file": "export.json",
+        "int8": ("int8",),
+        "wer": ("wer",),
+        "rtfx": ("rtfx",),
+    },
 }
 
 # Columns of summary.csv, in order.
@@ -73,6 +80,8 @@ COLUMNS = (
     "wer_orthographic",
     "cer",
     "rtfx",
+    "int8_wer",
+    "int8_rtfx",
     "train_seconds",
     "device",
     "run_seconds",
@@ -94,6 +103,8 @@ MARKDOWN_COLUMNS = (
     ("wer_orthographic", "orthographic WER %", "{:.1f}"),
     ("cer", "CER %", "{:.1f}"),
     ("rtfx", "RTFx", "{:.1f}"),
+    ("int8_wer", "int8 WER %", "{:.1f}"),
+    ("int8_rtfx", "int8 RTFx", "{:.1f}"),
     ("train_seconds", "training (h:mm:ss)", "duration"),
     ("device", "device", "{}"),
 )
@@ -190,6 +201,8 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
     training = read_json(run_dir / SOURCES["training"]["file"])
     spec = SOURCES["results"]
     results = read_json(run_dir / spec["file"])
+    export_spec = SOURCES["export"]
+    int8 = nested(read_json(run_dir / export_spec["file"]), export_spec["int8"])
     baseline = results.get(spec["baseline"]) if isinstance(results.get(spec["baseline"]), dict) else {}
 
     clips, hours = data_totals(report)
@@ -212,6 +225,8 @@ def language_row(run_dir: Path, language: str | None = None) -> dict[str, Any]:
         "wer_orthographic": number(results, spec["wer_orthographic"]),
         "cer": number(results, spec["cer"]),
         "rtfx": number(results, spec["rtfx"]),
+        "int8_wer": number(int8, export_spec["wer"]),
+        "int8_rtfx": number(int8, export_spec["rtfx"]),
         "train_seconds": number(training, SOURCES["training"]["train_seconds"]),
         "device": text(results, spec["device"]),
         "run_seconds": number(status, ("seconds",)),
