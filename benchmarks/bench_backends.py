@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import machine_load  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -83,9 +84,7 @@ def main(argv=None) -> int:
         speed = rtfx(audio_seconds, seconds)
         print(f"{label:<22} {seconds:8.2f} {speed:7.2f} {speed / base_rtfx:9.2f}x {wer:7.2f} {differ:7d} "
               f"{megabytes:6.0f}")
-    if hasattr(os, "getloadavg"):
-        print(f"machine load (1-minute average) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-              "(timings on a shared machine vary with it)")
+    print(machine_load())
     return 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import machine_load  # noqa: E402
 
 
 def one_by_one(model, processor, arrays, language):
@@ -116,9 +117,7 @@ def main(argv=None) -> int:
     print(f"encoder alone      : {encoder:7.2f} s   (its best batch size; {share:.0%} of the batched time): "
           f"the most any batching could gain here is {bound:.2f}x")
     print(f"identical transcripts: {same} of {len(arrays)}")
-    if hasattr(os, "getloadavg"):
-        print(f"machine load (1-minute average) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-              "(timings on a shared machine vary with it)")
+    print(machine_load())
     return 0
 
 

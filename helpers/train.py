@@ -982,9 +982,18 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
         "wer_unit": "percent",
         "zero_shot": _rounded(before),
         "final": _rounded(final),
-        "wer_ratio": (round(final["wer"] / before["wer"], 3) if before.get("wer") and final.get("wer") is not None
-                      else None),
+        # the project's one sign convention: positive = fewer errors than zero-shot (helpers.metrics)
+        "relative_wer_improvement": _relative_improvement(before.get("wer"), final.get("wer")),
     }
+
+
+def _relative_improvement(before: float | None, after: float | None) -> float | None:
+    from helpers.metrics import relative_improvement
+
+    if before is None or after is None:
+        return None
+    change = relative_improvement(before, after)
+    return None if math.isnan(change) else round(change, 2)
 
 
 # ---------------------------------------------------------------------------------------------- script
