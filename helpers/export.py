@@ -131,15 +131,17 @@ def long_recording(rows: Iterable[Any], seconds: float, pause_seconds: float = 1
 
 def chunked_pipeline(model, processor, language: str | None, chunk_seconds: float = 30.0, batch_size: int = 1):
     """transformers' chunked long-form decoding: overlapping 30-second windows decoded independently and
-    stitched on their overlap, which needs no timestamp tokens."""
+    stitched on their overlap, which needs no timestamp tokens. Each window's transcript is capped at what 30 s of
+    speech can hold (`token_budget`, as notebook 04 caps a clip's), so a window on which the decoder loops costs a
+    bounded number of words."""
     from transformers import pipeline
 
-    from helpers.inference import generation_kwargs
+    from helpers.inference import generation_kwargs, token_budget
 
+    kwargs = generation_kwargs(model, language, max_new_tokens=token_budget(model, chunk_seconds))
     return pipeline("automatic-speech-recognition", model=model, tokenizer=processor.tokenizer,
                     feature_extractor=processor.feature_extractor, chunk_length_s=chunk_seconds,
-                    batch_size=batch_size, device=model.device,
-                    generate_kwargs=generation_kwargs(model, language))
+                    batch_size=batch_size, device=model.device, generate_kwargs=kwargs)
 
 
 def transformers_long_form(model, processor, audio: np.ndarray, language: str | None) -> dict:
