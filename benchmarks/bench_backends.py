@@ -1,7 +1,8 @@
 """Inference backends one clip at a time: transformers against CTranslate2 (faster-whisper) float32 and int8.
 
 The same model (converted here, in a temporary folder), the same clips, the same greedy decoding without timestamps
-(`helpers.export.SAME_AS_TRANSFORMERS`), each after one warm-up clip, one clip per call: how a service transcribes
+(`helpers.export.SAME_AS_TRANSFORMERS`, each clip padded with silence to 30 s as transformers pads it), each after
+one warm-up clip, one clip per call: how a service transcribes
 the requests it gets. The baseline is transformers in float32 (`helpers.inference.transcribe`, batch size 1). The
 script prints each backend's RTFx (seconds of audio per second of compute), its ratio to the baseline measured in
 the same run, its WER and how many transcripts differ from the baseline's.
@@ -70,8 +71,8 @@ def main(argv=None) -> int:
         for quantization in ("float32", "int8"):
             folder = convert(args.model, Path(tmp) / quantization, quantization=quantization)
             fw = WhisperModel(str(folder), device="cpu", compute_type=quantization, cpu_threads=threads)
-            faster_whisper_texts(fw, arrays[:1], args.language, **SAME_AS_TRANSFORMERS)  # warm-up
-            timed = [faster_whisper_texts(fw, arrays, args.language, **SAME_AS_TRANSFORMERS)
+            faster_whisper_texts(fw, arrays[:1], args.language, pad=True, **SAME_AS_TRANSFORMERS)  # warm-up
+            timed = [faster_whisper_texts(fw, arrays, args.language, pad=True, **SAME_AS_TRANSFORMERS)
                      for _ in range(args.repeats)]
             rows.append((f"ctranslate2 {quantization}", timed[0][0], min(s for _, s in timed),
                          folder_megabytes(folder)))
