@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     from helpers.data import load_split
     from helpers.environment import ensure_local_model
     from helpers.evaluation import first_clips
-    from helpers.export import SAME_AS_TRANSFORMERS, convert, faster_whisper_texts, folder_megabytes
+    from helpers.export import (SAME_AS_TRANSFORMERS, Backend, convert, differing_clips, faster_whisper_texts,
+                                folder_megabytes)
     from helpers.inference import clip_array, load_model, rtfx, transcribe, warm_up
     from helpers.metrics import compute_metrics
     from helpers.normalize import eval_normalizer
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     base_rtfx = rtfx(audio_seconds, rows[0][2])
     print(f"{'backend':<22} {'seconds':>8} {'RTFx':>7} {'x baseline':>10} {'WER %':>7} {'differ':>7} {'MB':>6}")
     for label, texts, seconds, megabytes in rows:
-        differ = sum(normalizer(a) != normalizer(b) for a, b in zip(texts, rows[0][1]))
+        differ = len(differing_clips(references, Backend("a", texts, 0, 0), Backend("b", rows[0][1], 0, 0), normalizer))
         wer = compute_metrics(references, texts, normalizer)["wer"]
         speed = rtfx(audio_seconds, seconds)
         print(f"{label:<22} {seconds:8.2f} {speed:7.2f} {speed / base_rtfx:9.2f}x {wer:7.2f} {differ:7d} "
