@@ -10,11 +10,17 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from helpers.audio import SAMPLING_RATE
-from helpers.inference import clip_array
+from helpers.inference import WINDOW_SECONDS, clip_array
 
 # The files faster-whisper reads beside CTranslate2's model.bin: the tokenizer (else it downloads one from the
 # Hub) and the feature extractor's settings (the number of mel bins: 80 up to large-v2, 128 for large-v3).
 FASTER_WHISPER_FILES = ("tokenizer.json", "preprocessor_config.json")
+
+# faster-whisper's `transcribe` defaults differ from the greedy decoding notebooks 03 and 04 score with: beam search
+# of 5, timestamp tokens, a temperature fallback when a transcript looks wrong, the previous window as a prompt.
+# These settings decode the way `generate` does there (with the audio padded to 30 s: `pad_to_window`).
+SAME_AS_TRANSFORMERS = {"beam_size": 1, "temperature": 0.0, "without_timestamps": True,
+                        "condition_on_previous_text": False}
 
 
 def folder_megabytes(folder: str | Path) -> float:
@@ -66,7 +72,7 @@ def pad_to_window(audio: np.ndarray) -> np.ndarray:
     alone and pads the *features* with zeros, which is not silence in Whisper's scaled log-mel (it is the level of a
     faint sound). A fine-tuned model has only ever seen silence there and can write other words; padding the audio
     first gives faster-whisper the same input as transformers."""
-    window = 30 * SAMPLING_RATE
+    window = int(WINDOW_SECONDS * SAMPLING_RATE)
     return audio if len(audio) >= window else np.pad(audio, (0, window - len(audio)))
 
 
@@ -132,7 +138,8 @@ def long_recording(rows: Iterable[Any], seconds: float, pause_seconds: float = 1
     return Recording(np.concatenate(parts), " ".join(sentences), len(sentences), pause_seconds)
 
 
-def chunked_pipeline(model, processor, language: str | None, chunk_seconds: float = 30.0, batch_size: int = 1):
+def chunked_pipeline(model, processor, language: str | None, chunk_seconds: float = WINDOW_SECONDS,
+                     batch_size: int = 1):
     """transformers' chunked long-form decoding: overlapping 30-second windows decoded independently and
     stitched on their overlap, which needs no timestamp tokens. Each window's transcript is capped at what 30 s of
     speech can hold (`token_budget`, as notebook 04 caps a clip's), so a window on which the decoder loops costs a
@@ -155,8 +162,8 @@ def transformers_long_form(model, processor, audio: np.ndarray, language: str | 
 
     from helpers.inference import generation_kwargs
 
-    if len(audio) <= 30 * SAMPLING_RATE:
-        raise ValueError(f"long-form decoding needs more than 30 s of audio, got {len(audio) / SAMPLING_RATE:.1f} s")
+    if len(audio) <= WINDOW_SECONDS * SAMPLING_RATE:
+        raise ValueError(f"long-form decoding needs more than {WINDOW_SECONDS:g} s of audio, got {len(audio) / SAMPLING_RATE:.1f} s")
     inputs = processor.feature_extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt", truncation=False,
                                          padding="longest", return_attention_mask=True)
     start = time.perf_counter()
@@ -168,10 +175,3 @@ def transformers_long_form(model, processor, audio: np.ndarray, language: str | 
     text = processor.batch_decode(out["sequences"], skip_special_tokens=True)[0].strip()
     spans = [(round(float(s["start"]), 2), round(float(s["end"]), 2)) for s in out["segments"][0]]
     return {"text": text, "segments": spans, "seconds": seconds}
-
-
-# faster-whisper's `transcribe` defaults differ from the greedy decoding notebooks 03 and 04 score with: beam search
-# of 5, timestamp tokens, a temperature fallback when a transcript looks wrong, the previous window as a prompt.
-# These settings decode the way `generate` does there (with the audio padded to 30 s: `pad_to_window`).
-SAME_AS_TRANSFORMERS = {"beam_size": 1, "temperature": 0.0, "without_timestamps": True,
-                        "condition_on_previous_text": False}
