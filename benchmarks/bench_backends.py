@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from helpers.evaluation import first_clips
     from helpers.export import (SAME_AS_TRANSFORMERS, Backend, convert, differing_clips, faster_whisper_texts,
                                 folder_megabytes)
-    from helpers.inference import clip_array, load_model, rtfx, transcribe, warm_up
+    from helpers.inference import clip_array, load_model, transcribe, warm_up
     from helpers.metrics import compute_metrics
     from helpers.normalize import eval_normalizer
 
@@ -66,8 +66,8 @@ def main(argv=None) -> int:
     warm_up(model, processor, arrays[0], args.language)
     runs = [transcribe(model, processor, arrays, language=args.language, batch_size=1, max_new_tokens=None)
             for _ in range(args.repeats)]
-    rows = [("transformers float32", runs[0].texts, min(r.compute_seconds for r in runs),
-             (Path(args.model) / "model.safetensors").stat().st_size / 1e6)]
+    rows = [Backend("transformers float32", runs[0].texts, audio_seconds, min(r.compute_seconds for r in runs),
+                    (Path(args.model) / "model.safetensors").stat().st_size / 1e6)]
     with tempfile.TemporaryDirectory() as tmp:
         for quantization in ("float32", "int8"):
             folder = convert(args.model, Path(tmp) / quantization, quantization=quantization)
@@ -75,17 +75,16 @@ def main(argv=None) -> int:
             faster_whisper_texts(fw, arrays[:1], args.language, pad=True, **SAME_AS_TRANSFORMERS)  # warm-up
             timed = [faster_whisper_texts(fw, arrays, args.language, pad=True, **SAME_AS_TRANSFORMERS)
                      for _ in range(args.repeats)]
-            rows.append((f"ctranslate2 {quantization}", timed[0][0], min(s for _, s in timed),
-                         folder_megabytes(folder)))
+            rows.append(Backend(f"ctranslate2 {quantization}", timed[0][0], audio_seconds,
+                                min(s for _, s in timed), folder_megabytes(folder)))
 
-    base_rtfx = rtfx(audio_seconds, rows[0][2])
+    baseline = rows[0]
     print(f"{'backend':<22} {'seconds':>8} {'RTFx':>7} {'x baseline':>10} {'WER %':>7} {'differ':>7} {'MB':>6}")
-    for label, texts, seconds, megabytes in rows:
-        differ = len(differing_clips(references, Backend("a", texts, 0, 0), Backend("b", rows[0][1], 0, 0), normalizer))
-        wer = compute_metrics(references, texts, normalizer)["wer"]
-        speed = rtfx(audio_seconds, seconds)
-        print(f"{label:<22} {seconds:8.2f} {speed:7.2f} {speed / base_rtfx:9.2f}x {wer:7.2f} {differ:7d} "
-              f"{megabytes:6.0f}")
+    for row in rows:
+        differ = len(differing_clips(references, baseline, row, normalizer))
+        wer = compute_metrics(references, row.texts, normalizer)["wer"]
+        print(f"{row.label:<22} {row.compute_seconds:8.2f} {row.rtfx:7.2f} {row.rtfx / baseline.rtfx:9.2f}x "
+              f"{wer:7.2f} {differ:7d} {row.size_mb:6.0f}")
     print(machine_load())
     return 0
 

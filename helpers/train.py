@@ -40,6 +40,7 @@ import numpy as np
 from helpers.data import dataset_title
 from helpers.environment import DeviceDefaults, accelerator_info, suggest_defaults
 from helpers.files import hub_id, writable_folder, write_json
+from helpers.metrics import relative_improvement
 from helpers.normalize import base_language, eval_normalizer, training_transform
 from helpers.prepare import (
     DropReport,
@@ -982,18 +983,9 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
         "wer_unit": "percent",
         "zero_shot": _rounded(before),
         "final": _rounded(final),
-        # the project's one sign convention: positive = fewer errors than zero-shot (helpers.metrics)
-        "relative_wer_improvement": _relative_improvement(before.get("wer"), final.get("wer")),
+        # the project's one sign convention: positive = fewer errors than zero-shot (NaN is written as null)
+        "relative_wer_improvement": round(relative_improvement(before.get("wer"), final.get("wer")), 2),
     }
-
-
-def _relative_improvement(before: float | None, after: float | None) -> float | None:
-    from helpers.metrics import relative_improvement
-
-    if before is None or after is None:
-        return None
-    change = relative_improvement(before, after)
-    return None if math.isnan(change) else round(change, 2)
 
 
 # ---------------------------------------------------------------------------------------------- script
