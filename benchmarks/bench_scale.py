@@ -3,7 +3,7 @@
 For each size, a Common Voice-style locale folder whose train.tsv lists the sample's Spanish train+dev clips over
 and over (with the release's clip_durations.tsv; the test split is the sample's), then, as a user would run it:
 
-    python -m helpers.train --dataset <folder> --model models/whisper-base --max-steps 1 ...
+    python -m tools.train --dataset <folder> --model models/whisper-base --max-steps 1 ...
 
 measured from outside: peak memory of the whole process tree (PSS: pages shared between the training process and
 its DataLoader workers counted once; RSS summed beside it), seconds to the end of the first step and to the end of
@@ -121,7 +121,7 @@ def measure(command: list[str], run_dir: Path, cache: Path, rows: int) -> dict:
 
 
 def new_path(folder: Path, run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "helpers.train", "--language", "es", "--dataset", str(folder), "--model", MODEL,
+    return [sys.executable, "-m", "tools.train", "--language", "es", "--dataset", str(folder), "--model", MODEL,
             "--run-dir", str(run_dir), "--train-split", "train", "--max-steps", "1", "--eval-steps", "1"]
 
 

@@ -162,7 +162,7 @@ def check_versions(requirements: str | Path | Mapping[str, str | None]) -> list[
     for name, pinned in pins.items():
         installed = installed_version(name)
         if installed is None:
-            status, advice = FAIL, f"not installed: pip install -r requirements.txt"
+            status, advice = FAIL, "not installed: pip install -r requirements.txt"
         elif pinned is None or same_version(installed, pinned):
             status, advice = OK, ""
         else:

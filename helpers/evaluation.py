@@ -7,18 +7,13 @@ Notebook 04 is a walk through these functions:
     tuned = evaluate_model("runs/es/model", clips, language, normalizer, label="fine-tuned")
     write_outputs(run_dir, [baseline, tuned], ...)       # predictions.csv, results.json, model card
 
-The same steps run as a script, e.g. on a GPU machine for a whole Common Voice test split:
-
-    python -m helpers.evaluation --language es --dataset /data/cv-corpus-11.0/es --run-dir runs/es \\
-        --model openai/whisper-small --max-eval-samples 0
+The same steps run as a script (`python -m tools.evaluate`), e.g. on a GPU machine for a whole test split.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
@@ -26,17 +21,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from helpers.audio import SAMPLING_RATE
+from helpers.card import update_model_card
 from helpers import metrics as M
-from helpers.data import DEMOGRAPHICS, dataset_title
+from helpers.data import DEMOGRAPHICS
 from helpers.files import hub_id, write_json
 from helpers.inference import Transcription, load_model, transcribe, warm_up
-from helpers.normalize import base_language
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"
 TRANSCRIPTS_DIR = "transcripts"  # <label>.csv per model, written while it transcribes
-CARD_SECTION_START = "<!-- evaluation results: start -->"
-CARD_SECTION_END = "<!-- evaluation results: end -->"
 FLAGS = ("empty_prediction", "repetition", "too_long", "wrong_language", "wrong_script")
 
 
@@ -457,79 +450,6 @@ def write_predictions(table, path: str | Path) -> Path:
     return path
 
 
-def _dataset_labels(dataset: str, language: str) -> tuple[str, str]:
-    """(dataset type, dataset name) for the model-index, named the way notebook 03's card names them."""
-    hub = hub_id(dataset)
-    return hub or "common_voice", dataset_title(dataset)
-
-
-def update_model_card(model_dir: str | Path, results: dict) -> Path:
-    """Put the evaluation results into the model card (README.md) of a saved model.
-
-    The YAML front matter's model-index gets normalised WER, orthographic WER and CER for this dataset, language
-    and split (replacing earlier entries with the same metric name there, keeping all others), and the card's
-    text gets an "Evaluation" section (replaced on the next run). A folder without README.md gets a minimal card.
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    path = Path(model_dir) / "README.md"
-    if path.is_file():
-        card = ModelCard.load(path)
-    else:
-        card = ModelCard(f"---\n{ModelCardData(language=base_language(results['language'])).to_yaml()}\n---\n"
-                         f"\n# {Path(model_dir).parent.name or 'model'}\n")
-    dataset_type, dataset_name = _dataset_labels(results["dataset"], results["language"])
-    common = dict(task_type="automatic-speech-recognition", task_name="Automatic Speech Recognition",
-                  dataset_type=dataset_type, dataset_name=dataset_name, dataset_config=results["language"],
-                  dataset_split=results["split"])
-    new = [
-        EvalResult(**common, metric_type="wer", metric_value=results["wer"], metric_name="WER (normalised, %)"),
-        EvalResult(**common, metric_type="wer", metric_value=results["wer_orthographic"],
-                   metric_name="WER (orthographic, %)"),
-        EvalResult(**common, metric_type="cer", metric_value=results["cer"], metric_name="CER (normalised, %)"),
-    ]
-    keys = {(r.dataset_config, r.dataset_split, r.metric_name) for r in new}
-    kept = [r for r in (card.data.eval_results or [])
-            if (r.dataset_config, r.dataset_split, r.metric_name) not in keys]
-    card.data.eval_results = kept + new
-    if not card.data.model_name:
-        card.data.model_name = Path(model_dir).parent.name or "model"
-    card.text = _card_section(card.text, results)
-    card.save(path)
-    return path
-
-
-def _card_section(text: str, results: dict) -> str:
-    base = results.get("baseline") or {}
-    lines = [CARD_SECTION_START, "", f"## Evaluation ({results['split']} split, {results['num_samples']} clips)", "",
-             "| model | WER % (normalised) | WER % (orthographic) | CER % |", "|---|---|---|---|"]
-    def cells(record: dict) -> str:
-        return " | ".join("" if record.get(k) is None else f"{record[k]:.2f}" for k in ("wer", "wer_orthographic", "cer"))
-
-    if results.get("finetuned") and base:
-        lines.append(f"| zero-shot `{base['model']}` | {cells(base)} |")
-    lines.append(f"| this model | {cells(results)} |")
-    if results.get("relative_wer_improvement") is not None:
-        lines += ["", f"Relative WER improvement over zero-shot: {results['relative_wer_improvement']:.1f}%."]
-    confidence = results.get("confidence") or {}
-    interval = (confidence.get("finetuned") or confidence.get("baseline") or {}).get("wer") or {}
-    if interval.get("low") is not None:
-        lines += ["", f"95% bootstrap interval of this model's WER: {interval['low']:.1f} to {interval['high']:.1f}% "
-                  f"({interval['groups']} {interval['resampled']} drawn whole, {interval['resamples']} draws)."]
-    difference = confidence.get("wer_difference_finetuned_minus_baseline") or {}
-    if difference.get("low") is not None:
-        lines += [f"Fine-tuned minus zero-shot WER: {difference['value']:+.1f} points (interval {difference['low']:+.1f} "
-                  f"to {difference['high']:+.1f}); fine-tuning helped in {100 * difference['probability_improved']:.0f}% "
-                  "of the paired draws."]
-    lines += ["", f"Normalised with Whisper's `{results['normalizer']}`; dataset `{results['dataset']}`, "
-              f"language `{results['language']}`.", "", CARD_SECTION_END]
-    section = "\n".join(lines)
-    pattern = re.compile(re.escape(CARD_SECTION_START) + ".*?" + re.escape(CARD_SECTION_END), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section, text)
-    return text.rstrip() + "\n\n" + section + "\n"
-
-
 def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
                   dataset: str, split: str, normalizer_name: str, num_skipped: int = 0,
                   checks: dict | None = None) -> dict:
@@ -647,49 +567,3 @@ def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
     box = widgets.VBox([widgets.HBox([pick, upload]), which, button, out])
     display(box)
     return box
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate a Whisper model (and a fine-tuned one) on a split.")
-    parser.add_argument("--language", default="es")
-    parser.add_argument("--dataset", default="sample")
-    parser.add_argument("--model", default="models/whisper-base")
-    parser.add_argument("--run-dir", default="runs/es")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--finetuned", default="", help="'' = <run-dir>/model if present, 'none' = skip")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-eval-samples", type=int, default=0, help="0 = the whole split")
-    args = parser.parse_args(argv)
-
-    from helpers.data import load_split
-    from helpers.normalize import eval_normalizer, eval_normalizer_name
-
-    normalizer = eval_normalizer(args.language)
-    tuned_name, why = resolve_finetuned(args.finetuned, args.run_dir)
-    print(why)
-    skipped: list = []  # streamed: the split is read clip by clip, never held in memory whole
-    clips = first_clips(load_split(args.dataset, args.language, args.split, streaming=True, skipped=skipped),
-                        args.max_eval_samples)
-    transcripts = Path(args.run_dir) / TRANSCRIPTS_DIR
-    baseline = evaluate_model(args.model, clips, args.language, normalizer, args.batch_size, label="baseline",
-                              keep_model=False, transcripts=transcripts / "baseline.csv")
-    tuned = (evaluate_model(tuned_name, clips, args.language, normalizer, args.batch_size, label="fine-tuned",
-                            keep_model=False, transcripts=transcripts / "fine-tuned.csv") if tuned_name else None)
-    from helpers.widgets import format_table
-
-    runs = [baseline] + ([tuned] if tuned else [])
-    print(format_table(comparison_rows(runs)))
-    print(format_table(speed_rows(runs)))
-    write_outputs(args.run_dir, baseline, tuned, language=args.language, dataset=args.dataset, split=args.split,
-                  normalizer_name=eval_normalizer_name(args.language), num_skipped=len(skipped))
-    print(f"wrote {Path(args.run_dir) / RESULTS_FILE} and {Path(args.run_dir) / PREDICTIONS_FILE}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """From rows of speech and text to what Whisper trains on: log-mel features and label ids.
 
-The steps, in the order notebook 03 and `python -m helpers.train` run them:
+The steps, in the order notebook 03 and `python -m tools.train` run them:
 
 1. `check_training_split` refuses any split list that contains "test" (the test split is held out).
 2. `drop_eval_overlap` drops training rows whose sentence or clip also appears in the evaluation split.

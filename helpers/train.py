@@ -1,69 +1,33 @@
-"""Fine-tune Whisper with Seq2SeqTrainer: device-aware settings, evaluation by generation, resume, saving.
+"""Fine-tune Whisper with Seq2SeqTrainer: device-aware settings, the metric, the trainer, the run's report.
 
-Notebook 03 calls these functions one step at a time; the same steps run as a script, on one GPU or several
-(run from the repository root; options have the notebook's parameter names, e.g. --max-steps, --batch-size):
-
-    python -m helpers.train --language es --dataset sample --model models/whisper-base --run-dir runs/es
-    torchrun --nproc_per_node 4 -m helpers.train --language es --dataset /data/cv-corpus-11.0/es \\
-        --model openai/whisper-small --run-dir runs/es-small --max-steps 4000 --warmup-steps 500 \\
-        --learning-rate 1e-5 --lr-scheduler-type linear --eval-steps 1000
-    accelerate launch --num_processes 4 -m helpers.train ...   # same options; --deepspeed ds_config.json for ZeRO
-
-The defaults are those of the short CPU run on the embedded sample (4 steps at 3e-5, constant rate); a real run
-sets --max-steps, --learning-rate, --warmup-steps and usually --lr-scheduler-type linear. Re-running the same command after an interruption resumes from
-the last checkpoint; a finished run is not trained again unless --retrain true.
-
-Everything lands in run_dir: checkpoints/ (for resuming), tensorboard/, model/ (final model, processor,
-generation config, README.md model card), training.json, train_seconds.json, zero_shot.json, dropped_rows.csv,
-examples.csv.
+Notebook 03 calls these functions one step at a time; `python -m tools.train` runs the same steps as a script, on
+one GPU or several. Resuming and saving are in helpers.checkpoints, the model card in helpers.card.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import json
 import math
 import os
-import re
-import shutil
-import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from helpers.data import dataset_title
+from helpers.card import write_model_card
+from helpers.checkpoints import CHECKPOINTS, MODEL, TrainingOutcome, save_final_model
 from helpers.environment import DeviceDefaults, accelerator_info, suggest_defaults
-from helpers.files import hub_id, writable_folder, write_json
+from helpers.files import write_json
 from helpers.metrics import relative_improvement
-from helpers.normalize import base_language, eval_normalizer, training_transform
-from helpers.prepare import (
-    DropReport,
-    READ_REASONS,
-    READ_SKIPS,
-    READ_STEP,
-    SpeechCollator,
-    check_training_split,
-    configure_language,
-    drop_eval_overlap,
-    filter_rows,
-    label_lengths,
-    read_skips,
-    reasons_for,
-    training_subset,
-    write_drops,
-)
+from helpers.prepare import (DropReport, READ_SKIPS, READ_STEP, SpeechCollator, check_training_split,
+                             configure_language, read_skips, reasons_for, write_drops)
 
-CHECKPOINTS = "checkpoints"
-MODEL = "model"
 TENSORBOARD = "tensorboard"
-FINISHED_MARKER = "trainer_state.json"  # written into run_dir/model once training has completed
-CLOCK_FILE = "train_seconds.json"  # training time so far, summed over the sessions of an interrupted run
 
 
 # ------------------------------------------------------------------------------------------ parameters
@@ -421,190 +385,6 @@ def build_trainer(model, processor, args, train_ds, eval_ds, metrics: WhisperMet
     return trainer
 
 
-# ---------------------------------------------------------------------------------------------- resume
-
-
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint in run_dir/checkpoints (one whose trainer state was written last)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return None
-    done = []
-    for path in folder.glob("checkpoint-*"):
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and path.is_dir() and (path / "trainer_state.json").is_file():
-            done.append((int(match.group(1)), path))
-    return max(done)[1] if done else None
-
-
-def finished_state(run_dir: str | Path) -> dict | None:
-    """The trainer state of a completed run in run_dir/model, or None."""
-    path = Path(run_dir) / MODEL / FINISHED_MARKER
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-@dataclass
-class TrainingOutcome:
-    status: str  # "trained", "resumed" or "already finished"
-    global_step: int
-    resumed_from: str | None = None
-    train_seconds: float | None = None  # the run's training time, the part before an interruption included
-    samples_per_second: float | None = None
-    log_history: list = field(default_factory=list)
-    data_wait_seconds: float | None = None  # of train_seconds, how long the steps waited for their batches
-
-    def final_eval(self) -> dict:
-        """The last evaluation logged, without the "eval_" prefix ({} when there was none)."""
-        evals = [h for h in self.log_history if "eval_wer" in h]
-        return {k.removeprefix("eval_"): v for k, v in evals[-1].items()} if evals else {}
-
-
-def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
-    done = [h for h in log_history if "train_runtime" in h]
-    return (done[-1]["train_runtime"], done[-1].get("train_samples_per_second")) if done else (None, None)
-
-
-def _clock(path: Path) -> dict:
-    """The clock file's {"seconds", "data_wait_seconds", "step"} ({} when there is none)."""
-    try:
-        clock = json.loads(path.read_text(encoding="utf-8"))
-        return clock if isinstance(clock, dict) and isinstance(clock.get("seconds"), (int, float)) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _run_seconds(run_dir: Path, history: list) -> float | None:
-    """Training time of a run read back from disk: the clock file (all sessions), else the trainer's own log."""
-    return _clock(run_dir / CLOCK_FILE).get("seconds") or _train_numbers(history)[0]
-
-
-def _clock_callback(path: Path, before: dict):
-    """Keeps run_dir/train_seconds.json at `before` + this session's time, written at every checkpoint and at the
-    end, so that a resumed run reports the time of all its sessions. It also adds up how long the steps waited for
-    their batches: from the end of a step (or of its logging, evaluation and checkpoint) to the start of the next,
-    the Trainer does nothing but fetch the next batches from the DataLoader."""
-    from transformers import TrainerCallback
-
-    class TrainingClock(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.start = self.mark = time.time()
-            self.waited = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if self.mark is not None:
-                self.waited += time.time() - self.mark
-            self.mark = None
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.mark = time.time()
-
-        on_log = on_evaluate = on_step_end  # the next batch is fetched after these
-
-        def _write(self, state):
-            if state.is_world_process_zero:
-                write_json({"seconds": round(before.get("seconds", 0.0) + time.time() - self.start, 1),
-                            "data_wait_seconds": round(before.get("data_wait_seconds", 0.0) + self.waited, 2),
-                            "step": state.global_step}, path)
-
-        def on_save(self, args, state, control, **kwargs):
-            self._write(state)
-            self.mark = time.time()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self._write(state)
-
-    return TrainingClock()
-
-
-def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> TrainingOutcome:
-    """Train, continue an interrupted run from its last checkpoint, or load a finished run without retraining.
-
-    - run_dir/model holds a finished run of max_steps steps: load it (no training) unless `retrain`.
-    - run_dir/checkpoints holds a checkpoint: continue from the newest complete one (model, optimiser, scheduler,
-      data order and random state restored by the Trainer) and say so.
-    - otherwise: train from the pretrained model.
-    `retrain=True` deletes run_dir/checkpoints and run_dir/model first.
-    """
-    from transformers import WhisperForConditionalGeneration
-
-    run_dir = Path(run_dir)
-    max_steps = trainer.args.max_steps
-    if retrain:
-        for sub in (CHECKPOINTS, MODEL, READ_SKIPS):
-            shutil.rmtree(run_dir / sub, ignore_errors=True)
-    state = finished_state(run_dir)
-    if state is not None:
-        if state.get("global_step") != max_steps:
-            raise RuntimeError(
-                f"{run_dir / MODEL} holds a finished run of {state.get('global_step')} steps but max_steps is "
-                f"{max_steps}. Set retrain=True to train again from the start, or choose another run_dir."
-            )
-        trained = WhisperForConditionalGeneration.from_pretrained(run_dir / MODEL)
-        trained.config.use_cache = False
-        trainer.model = trainer.model_wrapped = trained.to(trainer.args.device)
-        message = (
-            f"{run_dir / MODEL} holds a finished run of {max_steps} steps: loaded it instead of training again "
-            "(retrain=True trains from the start)."
-        )
-        if trainer.is_world_process_zero():
-            print(message, flush=True)
-        history = state.get("log_history", [])
-        return TrainingOutcome("already finished", max_steps, None, _run_seconds(run_dir, history),
-                               _train_numbers(history)[1], history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
-    checkpoint = last_checkpoint(run_dir)
-    step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
-    if step > max_steps:
-        raise RuntimeError(
-            f"{checkpoint} is further than max_steps ({max_steps}). Set max_steps={step} to finish that run, "
-            "retrain=True to train again from the start, or choose another run_dir."
-        )
-    if step == max_steps and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
-        # The run stopped after its last checkpoint but before the model was saved. Trainer.train would resume
-        # and then take one step too many (it checks max_steps only after a step), so load the checkpoint.
-        # (Under DeepSpeed or FSDP the weights load only inside Trainer.train: there it resumes as usual.)
-        from transformers import TrainerState
-
-        trainer._load_from_checkpoint(str(checkpoint))  # full weights, or LoRA adapters
-        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
-        trainer.state.is_world_process_zero = trainer.is_world_process_zero()  # saved by process 0
-        trainer.state.is_local_process_zero = trainer.is_local_process_zero()
-        if hasattr(trainer.compute_metrics, "last"):
-            trainer.compute_metrics.last = {}  # no transcripts of this model yet: final_metrics evaluates it
-        if trainer.is_world_process_zero():
-            print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
-                  "model).", flush=True)
-        history = list(trainer.state.log_history)
-        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, _run_seconds(run_dir, history),
-                               None, history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
-    if checkpoint is not None:
-        message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
-        status = "resumed"
-    else:
-        message = f"Training from the pretrained model for {max_steps} steps."
-        status = "trained"
-    if trainer.is_world_process_zero():
-        print(message, flush=True)
-    before = _clock(run_dir / CLOCK_FILE) if checkpoint else {}
-    clock = _clock_callback(run_dir / CLOCK_FILE, before)
-    trainer.add_callback(clock)
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    finally:
-        trainer.remove_callback(clock)
-    return TrainingOutcome(
-        status,
-        trainer.state.global_step,
-        resumed_from=checkpoint.name if checkpoint else None,
-        # one clock: what the clock file says, as a re-run of a finished run reads it back (the trainer's own
-        # train_runtime is measured over a slightly different span)
-        train_seconds=_clock(run_dir / CLOCK_FILE).get("seconds") or result.metrics.get("train_runtime", 0.0),
-        samples_per_second=result.metrics.get("train_samples_per_second"),
-        log_history=list(trainer.state.log_history),
-        data_wait_seconds=_clock(run_dir / CLOCK_FILE).get("data_wait_seconds"),
-    )
-
 
 def zero_shot(trainer, cfg: TrainConfig) -> tuple[dict, dict]:
     """Evaluate the model before training: (metrics, examples). Cached in run_dir/zero_shot.json for the same
@@ -641,132 +421,6 @@ def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tup
         final = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()} | {"step": outcome.global_step}
     return final, dict(getattr(trainer.compute_metrics, "last", {}) or {})
 
-
-# ------------------------------------------------------------------------------------------------ save
-
-
-def save_final_model(trainer, processor, run_dir: str | Path) -> Path:
-    """Write the final model, processor and generation config (language and task set) to run_dir/model.
-
-    Plain `WhisperForConditionalGeneration.from_pretrained(run_dir/model)` loads it; LoRA adapters are merged in
-    first. The trainer state written last marks the run as finished (see `train_or_resume`)."""
-    out = Path(run_dir) / MODEL
-    model = trainer.model
-    model.config.use_cache = True  # for whoever generates with the saved model
-    if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapters into the weights
-        merged = model.merge_and_unload()
-        if trainer.is_world_process_zero():
-            merged.save_pretrained(out)
-    else:
-        trainer.save_model(str(out))  # also right under DeepSpeed/FSDP, where weights are spread over processes
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(out)  # processor_config.json (transformers 5), tokenizer files
-        # preprocessor_config.json too: CTranslate2's converter and faster-whisper read the mel bins from it
-        processor.feature_extractor.save_pretrained(out)
-        trainer.state.save_to_json(str(out / FINISHED_MARKER))
-    model.config.use_cache = False
-    return out
-
-
-def _base_model_id(model: str) -> str | None:
-    """The Hub id of the base model: `model` itself, or OpenAI's id for a local conversion (models/whisper-base)."""
-    name = Path(model.rstrip("/")).name
-    if Path(model).exists() and re.fullmatch(r"whisper-(tiny|base|small|medium|large(-v[23])?)(\.en)?", name):
-        return f"openai/{name}"
-    return hub_id(model)
-
-
-def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, language: str, metrics: dict,
-                     zero_shot_metrics: dict | None = None, eval_split: str = "test",
-                     hyperparameters: dict | None = None) -> Path:
-    """README.md with model-index metadata (model, dataset, language, WER) next to the saved model."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    model_dir = Path(model_dir)
-    name = f"{Path(base_model.rstrip('/')).name}-{language}"  # e.g. whisper-small-es
-    lang = base_language(language)
-    try:
-        from helpers.languages import whisper_language
-
-        spoken = f"{whisper_language(language).title()} ({language})"
-    except ValueError:
-        spoken = language
-    hub_dataset = hub_id(dataset)
-    dataset_name = dataset_title(dataset)
-    results = [
-        EvalResult(
-            task_type="automatic-speech-recognition", task_name="Automatic Speech Recognition",
-            dataset_type=hub_dataset or "common_voice", dataset_name=dataset_name, dataset_config=language,
-            dataset_split=eval_split, metric_type="wer", metric_value=round(float(metrics["wer"]), 2),
-            metric_name="WER (normalised, %)",
-        )
-    ]
-    if metrics.get("wer_orthographic") is not None:
-        results.append(EvalResult(
-            task_type="automatic-speech-recognition", task_name="Automatic Speech Recognition",
-            dataset_type=hub_dataset or "common_voice", dataset_name=dataset_name, dataset_config=language,
-            dataset_split=eval_split, metric_type="wer", metric_value=round(float(metrics["wer_orthographic"]), 2),
-            metric_name="WER (orthographic, %)",
-        ))
-    data = ModelCardData(
-        language=lang, license="mit", library_name="transformers", pipeline_tag="automatic-speech-recognition",
-        base_model=_base_model_id(base_model), datasets=[hub_dataset] if hub_dataset else None, metrics=["wer"],
-        tags=["whisper", "automatic-speech-recognition", "fine-tuned"], model_name=name, eval_results=results,
-    )
-    before = ""
-    if zero_shot_metrics and zero_shot_metrics.get("wer") is not None:
-        before = f" (before fine-tuning: {float(zero_shot_metrics['wer']):.1f}%)"
-    params = "\n".join(f"- {k}: {v}" for k, v in (hyperparameters or {}).items())
-    body = f"""
-# {name}
-
-Whisper fine-tuned for {spoken} speech recognition from `{base_model}` on {dataset_name} ({dataset}).
-
-## Results on the {eval_split} split
-
-- WER, normalised text: {float(metrics['wer']):.1f}%{before}
-- WER, text as written: {float(metrics.get('wer_orthographic', float('nan'))):.1f}%
-
-## Use
-
-```python
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
-processor = WhisperProcessor.from_pretrained("path/to/this/folder")
-model = WhisperForConditionalGeneration.from_pretrained("path/to/this/folder")
-# language and task are in the generation config: model.generate(input_features) transcribes {spoken}
-```
-
-## Training
-
-{params}
-"""
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    path = model_dir / "README.md"
-    card.save(path)
-    return path
-
-
-def hub_token() -> str | None:
-    """A token from the environment (HF_TOKEN) or the Hub login; never from a parameter."""
-    from huggingface_hub import get_token
-
-    return os.environ.get("HF_TOKEN") or get_token()
-
-
-def push_model(model_dir: str | Path, repo_id: str, private: bool = True) -> str:
-    """Upload run_dir/model to the Hub (token from the environment or `hf auth login` only)."""
-    token = hub_token()
-    if not token:
-        raise RuntimeError(
-            "push_to_hub=True but no Hugging Face token was found: run `hf auth login` in a terminal or set the "
-            "HF_TOKEN environment variable (never put a token in a notebook parameter)."
-        )
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
-    return f"https://huggingface.co/{repo_id}"
 
 
 # ---------------------------------------------------------------------------------------- report + plot
@@ -858,60 +512,6 @@ class PreparedData:
         return report
 
 
-def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> PreparedData:
-    """Load train and eval splits as light rows, drop eval overlap and filter (the steps of notebook 03)."""
-    from helpers.data import load_split
-
-    check_training_split(cfg.train_split)
-    transform = training_transform(cfg.run_dir)
-    train = load_split(cfg.dataset, cfg.language, cfg.train_split, streaming=cfg.streaming, decode=False)
-    evaluation = load_split(cfg.dataset, cfg.language, cfg.eval_split, decode=False)
-    if cfg.max_eval_samples:
-        evaluation = evaluation.select(range(min(cfg.max_eval_samples, len(evaluation))))
-    train, overlap = drop_eval_overlap(train, evaluation)
-    train, train_filters = filter_rows(train, processor.tokenizer, max_label_tokens=max_label_tokens,
-                                       text_transform=transform, step="filters (training)")
-    evaluation, eval_filters = filter_rows(evaluation, processor.tokenizer, max_label_tokens=max_label_tokens,
-                                           step="filters (evaluation)")
-    train = training_subset(train, cfg.max_train_samples, cfg.seed, cfg.streaming)
-    return PreparedData(train, evaluation, [overlap, train_filters, eval_filters], transform,
-                        label_lengths(processor.tokenizer, evaluation["sentence"]))
-
-
-def run(cfg: TrainConfig) -> dict:
-    """Every step of notebook 03, for scripts and multi-GPU launches. Returns the training.json content."""
-    run_dir = writable_folder(cfg.run_dir)  # fails now rather than after training
-    whisper, processor, language_name = load_model(cfg.model, cfg.language, freeze_encoder=cfg.freeze_encoder,
-                                                   lora=cfg.lora)
-    defaults = device_defaults(whisper)
-    settings = resolve_settings(cfg, defaults)
-    args = training_arguments(cfg, settings)
-    main_process = args.process_index == 0
-    with args.main_process_first(desc="data preparation"):
-        data = prepare_data(cfg, processor, max_label_tokens=whisper.config.max_target_positions)
-    if cfg.generation_max_length is None:
-        args.generation_max_length = generation_cap(data.eval_label_lengths)
-    if main_process:
-        print(defaults)
-        print(data.summary())
-        write_drops(data.reports, run_dir / "dropped_rows.csv")
-    metrics = WhisperMetrics(processor.tokenizer, eval_normalizer(cfg.language))
-    trainer = build_trainer(whisper, processor, args, data.train, data.eval, metrics, run_dir,
-                            text_transform=data.text_transform)
-    before, before_examples = zero_shot(trainer, cfg)
-    if main_process:
-        print(f"zero-shot WER {before['wer']:.1f}% (orthographic {before['wer_orthographic']:.1f}%)")
-    outcome = train_or_resume(trainer, run_dir, retrain=cfg.retrain)
-    final, _ = finish_run(trainer, processor, cfg, settings, outcome, before, before_examples)
-    if main_process:
-        print(data.add_read_skips(run_dir).summary(READ_REASONS))
-    summary = training_summary(cfg, data, settings, defaults, outcome, before, final, language_name)
-    if main_process:
-        write_json(summary, run_dir / "training.json")
-        if cfg.push_to_hub:
-            print("Pushed to", push_model(run_dir / MODEL, cfg.hub_model_id or f"whisper-{run_dir.name}"))
-    return summary
-
 
 def finish_run(trainer, processor, cfg: TrainConfig, settings: dict, outcome: TrainingOutcome, before: dict,
                before_examples: dict) -> tuple[dict, dict]:
@@ -986,62 +586,3 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
         # the project's one sign convention: positive = fewer errors than zero-shot (NaN is written as null)
         "relative_wer_improvement": round(relative_improvement(before.get("wer"), final.get("wer")), 2),
     }
-
-
-# ---------------------------------------------------------------------------------------------- script
-
-
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m helpers.train",
-        description="Fine-tune Whisper (the steps of notebook 03). Runs under torchrun / accelerate launch too.",
-    )
-
-    def optional_int(text: str) -> int | None:
-        return None if text.lower() in ("", "none", "auto") else int(text)
-
-    def flag(text: str) -> bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-    for name, value in asdict(defaults).items():
-        option = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(option, type=flag, default=value, metavar="true|false")
-        elif name in ("batch_size", "gradient_accumulation_steps", "save_steps", "max_train_samples",
-                      "max_eval_samples", "num_workers", "generation_max_length"):
-            parser.add_argument(option, type=optional_int, default=value)
-        elif name == "gradient_checkpointing":
-            parser.add_argument(option, type=lambda t: None if t.lower() == "auto" else flag(t), default=value)
-        elif isinstance(value, int):
-            parser.add_argument(option, type=int, default=value)
-        elif isinstance(value, float):
-            parser.add_argument(option, type=float, default=value)
-        else:
-            parser.add_argument(option, type=str, default=value)
-    ns = parser.parse_args(argv)
-    return TrainConfig(**vars(ns))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from helpers.notebook import QUIET_ENV
-
-    cfg = parse_args(argv)
-    for key, value in QUIET_ENV.items():  # relative paths stay relative to where the command runs
-        os.environ.setdefault(key, value)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.set_seed(cfg.seed)
-    summary = run(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: summary[k] for k in ("status", "steps", "zero_shot", "final", "train_seconds")}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from helpers import evaluation as E
+from helpers.card import SECTION_START, update_model_card
 from helpers import metrics as M
 from helpers.normalize import eval_normalizer
 
@@ -163,7 +164,7 @@ def _front_matter(path):
 
 
 def test_model_card_gets_the_results(tmp_path):
-    from helpers.train import write_model_card
+    from helpers.card import write_model_card
 
     model_dir = tmp_path / "es" / "model"
     model_dir.mkdir(parents=True)
@@ -181,7 +182,7 @@ def test_model_card_gets_the_results(tmp_path):
                        "CER (normalised, %)": results["cer"]}
     assert entries[0]["dataset"]["config"] == "es" and entries[0]["dataset"]["split"] == "test"
     assert meta["language"] == "es" and meta["base_model"] == "openai/whisper-base"  # notebook 03's fields kept
-    assert text.count(E.CARD_SECTION_START) == 1 and "Relative WER improvement over zero-shot: 100.0%" in text
+    assert text.count(SECTION_START) == 1 and "Relative WER improvement over zero-shot: 100.0%" in text
     interval = results["confidence"]["finetuned"]["wer"]
     assert f"95% bootstrap interval of this model's WER: {interval['low']:.1f} to {interval['high']:.1f}%" in text
     assert "fine-tuning helped in 100% of the paired draws" in text  # every fine-tuned transcript is right
@@ -194,7 +195,7 @@ def test_model_card_is_created_when_missing(tmp_path):
     results = {"language": "tr", "dataset": "/data/cv/tr", "split": "dev", "num_samples": 3, "wer": 12.5,
                "wer_orthographic": 20.0, "cer": 4.0, "finetuned": True, "normalizer": "BasicTextNormalizer",
                "relative_wer_improvement": None, "baseline": None}
-    E.update_model_card(model_dir, results)
+    update_model_card(model_dir, results)
     meta, _ = _front_matter(model_dir / "README.md")
     entry = meta["model-index"][0]["results"][0]
     assert entry["dataset"]["name"] == "tr" and entry["dataset"]["split"] == "dev"
@@ -320,7 +321,9 @@ def test_transcripts_are_written_window_by_window(tiny_en_dir, tmp_path, monkeyp
 
 
 def test_command_line(tiny_en_dir, tmp_path, capsys):
-    code = E.main(["--language", "en", "--model", str(tiny_en_dir), "--run-dir", str(tmp_path), "--finetuned",
+    from tools.evaluate import main
+
+    code = main(["--language", "en", "--model", str(tiny_en_dir), "--run-dir", str(tmp_path), "--finetuned",
                    "none", "--max-eval-samples", "1", "--batch-size", "1"])
     assert code == 0
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))

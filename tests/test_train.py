@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from helpers import prepare as P
+from helpers import card as K
+from helpers import checkpoints as C
 from helpers import train as T
+from tools import train as S
 from helpers.environment import CPU_ACCUMULATION, CPU_BATCH, suggest_defaults
 from helpers.normalize import eval_normalizer, training_transform
 
@@ -168,7 +171,7 @@ def test_lora_trains_adapters_and_saves_a_plain_merged_model(mini_dir, tmp_path)
     argv = ["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
             "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8",
             "--learning-rate", "0.01", "--lora", "true"]
-    assert T.main(argv) == 0
+    assert S.main(argv) == 0
     assert json.loads((run_dir / "training.json").read_text())["hyperparameters"]["lora"] is True
 
     saved = WhisperForConditionalGeneration.from_pretrained(run_dir / "model").state_dict()  # no peft needed
@@ -178,7 +181,7 @@ def test_lora_trains_adapters_and_saves_a_plain_merged_model(mini_dir, tmp_path)
     assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed), changed
 
     shutil.rmtree(run_dir / "model")  # as if stopped after the last checkpoint, before the model was saved
-    assert T.main(argv) == 0
+    assert S.main(argv) == 0
     summary = json.loads((run_dir / "training.json").read_text())
     assert summary["status"] == "resumed" and summary["steps"] == 2  # no step beyond max_steps
     again = WhisperForConditionalGeneration.from_pretrained(run_dir / "model").state_dict()
@@ -265,30 +268,30 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
     run_dir = tmp_path / "run"
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, callbacks=[interrupt_after_save(1)])
     with pytest.raises(Interrupt):
-        T.train_or_resume(trainer, run_dir)
-    assert T.last_checkpoint(run_dir).name == "checkpoint-1"
-    assert T.finished_state(run_dir) is None
-    clock = json.loads((run_dir / T.CLOCK_FILE).read_text())
+        C.train_or_resume(trainer, run_dir)
+    assert C.last_checkpoint(run_dir).name == "checkpoint-1"
+    assert C.finished_state(run_dir) is None
+    clock = json.loads((run_dir / C.CLOCK_FILE).read_text())
     assert clock["step"] == 1 and clock["seconds"] > 0
 
     # A half-written checkpoint (no trainer state yet) is not picked.
     (run_dir / "checkpoints" / "checkpoint-7").mkdir()
-    assert T.last_checkpoint(run_dir).name == "checkpoint-1"
+    assert C.last_checkpoint(run_dir).name == "checkpoint-1"
 
     trainer, processor = make_trainer(mini_dir, run_dir, tiny_data)
-    outcome = T.train_or_resume(trainer, run_dir)
+    outcome = C.train_or_resume(trainer, run_dir)
     assert (outcome.status, outcome.resumed_from, outcome.global_step) == ("resumed", "checkpoint-1", 2)
     assert "Resuming from checkpoint-1 (step 1 of 2)" in capsys.readouterr().out
     # the training time counts the session before the interruption too
     assert outcome.train_seconds > clock["seconds"]
-    clock = json.loads((run_dir / T.CLOCK_FILE).read_text())
+    clock = json.loads((run_dir / C.CLOCK_FILE).read_text())
     assert clock["step"] == 2 and clock["seconds"] == outcome.train_seconds
     assert 0 <= outcome.data_wait_seconds == clock["data_wait_seconds"] < outcome.train_seconds
     steps = [h["step"] for h in outcome.log_history if "eval_wer" in h]
     assert steps == [1, 2]  # the history of the interrupted part is kept
     assert outcome.final_eval()["step"] == 2
 
-    model_dir = T.save_final_model(trainer, processor, run_dir)
+    model_dir = C.save_final_model(trainer, processor, run_dir)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     reloaded = WhisperForConditionalGeneration.from_pretrained(model_dir)
     WhisperProcessor.from_pretrained(model_dir)
@@ -296,23 +299,23 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
     assert all(torch.equal(v, trained[k]) for k, v in reloaded.state_dict().items())
 
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data)
-    outcome = T.train_or_resume(trainer, run_dir)
+    outcome = C.train_or_resume(trainer, run_dir)
     assert outcome.status == "already finished" and trainer.state.global_step == 0  # nothing was trained
-    assert outcome.train_seconds == json.loads((run_dir / T.CLOCK_FILE).read_text())["seconds"]
+    assert outcome.train_seconds == json.loads((run_dir / C.CLOCK_FILE).read_text())["seconds"]
     assert outcome.final_eval()["step"] == 2
     assert torch.equal(trainer.model.model.decoder.embed_tokens.weight, reloaded.model.decoder.embed_tokens.weight)
 
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, max_steps=3)
     with pytest.raises(RuntimeError, match="retrain=True"):
-        T.train_or_resume(trainer, run_dir)
+        C.train_or_resume(trainer, run_dir)
 
 
 def test_retrain_starts_over(mini_dir, tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "model").mkdir(parents=True)
-    (run_dir / "model" / T.FINISHED_MARKER).write_text(json.dumps({"global_step": 1, "log_history": []}))
+    (run_dir / "model" / C.FINISHED_MARKER).write_text(json.dumps({"global_step": 1, "log_history": []}))
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, max_steps=1)
-    outcome = T.train_or_resume(trainer, run_dir, retrain=True)
+    outcome = C.train_or_resume(trainer, run_dir, retrain=True)
     assert (outcome.status, outcome.global_step, outcome.resumed_from) == ("trained", 1, None)
     assert outcome.train_seconds > 0
 
@@ -355,7 +358,7 @@ def test_data_loading_workers_follow_the_machine(device, streaming, cores, proce
 def test_model_card_names_openai_as_the_base_of_a_local_conversion(base_dir, tmp_path):
     from huggingface_hub import ModelCard
 
-    path = T.write_model_card(tmp_path, base_model=str(base_dir), dataset="sample", language="tr",
+    path = K.write_model_card(tmp_path, base_model=str(base_dir), dataset="sample", language="tr",
                               metrics={"wer": 30.0})
     assert ModelCard.load(path).data.base_model == "openai/whisper-base"
 
@@ -365,7 +368,7 @@ def test_model_card_has_model_index_metadata(tmp_path):
 
     model_dir = tmp_path / "es" / "model"
     model_dir.mkdir(parents=True)
-    path = T.write_model_card(model_dir, base_model="openai/whisper-small", dataset="sample", language="es",
+    path = K.write_model_card(model_dir, base_model="openai/whisper-small", dataset="sample", language="es",
                               metrics={"wer": 25.04, "wer_orthographic": 40.0}, zero_shot_metrics={"wer": 55.0},
                               hyperparameters={"max_steps": 10})
     card = ModelCard.load(path)
@@ -382,19 +385,19 @@ def test_push_to_hub_needs_a_token_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login there
     monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
     with pytest.raises(RuntimeError, match="hf auth login"):
-        T.push_model(tmp_path, "someone/whisper-test")
+        K.push_model(tmp_path, "someone/whisper-test")
 
 
 # --------------------------------------------------------------------------------------------- script
 
 
 def test_script_arguments_map_to_the_config():
-    cfg = T.parse_args(["--language", "tr", "--model", "openai/whisper-small", "--run-dir", "runs/tr",
+    cfg = S.parse_args(["--language", "tr", "--model", "openai/whisper-small", "--run-dir", "runs/tr",
                         "--max-steps", "4000", "--batch-size", "auto", "--freeze-encoder", "true"])
     assert (cfg.language, cfg.model, cfg.run_dir, cfg.max_steps) == ("tr", "openai/whisper-small", "runs/tr", 4000)
     assert cfg.batch_size is None and cfg.freeze_encoder is True and cfg.train_split == "train+dev"
     with pytest.raises(ValueError, match="test split is never used for training"):
-        T.parse_args(["--train-split", "train+test"])
+        S.parse_args(["--train-split", "train+test"])
 
 
 def write_cv_folder(root, splits: dict, durations: bool = True) -> None:
@@ -435,7 +438,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     run_dir = tmp_path / "run"
     argv = ["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
             "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8"]
-    assert T.main(argv) == 0
+    assert S.main(argv) == 0
     summary = json.loads((run_dir / "training.json").read_text())
     assert summary["status"] == "trained" and summary["steps"] == 2 and summary["train_rows"] == 5
     assert summary["dropped"]["overlap with evaluation split"]["by_reason"] == {P.REASON_SENTENCE: 1}
@@ -452,7 +455,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     card = run_dir / "model" / "README.md"
     card.write_text(card.read_text() + "\nAdded by notebook 04.\n")
     capsys.readouterr()
-    assert T.main(argv) == 0  # again: finished, so nothing is trained and the saved files stay as they are
+    assert S.main(argv) == 0  # again: finished, so nothing is trained and the saved files stay as they are
     assert "loaded it instead of training again" in capsys.readouterr().out
     again = json.loads((run_dir / "training.json").read_text())
     assert again["status"] == "already finished" and again["final"] == summary["final"]
@@ -460,7 +463,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     assert card.read_text().endswith("Added by notebook 04.\n")
 
     shutil.rmtree(run_dir / "model")  # stopped after the last checkpoint, before the model was saved
-    assert T.main(argv) == 0
+    assert S.main(argv) == 0
     resumed = json.loads((run_dir / "training.json").read_text())
     assert resumed["status"] == "resumed" and resumed["steps"] == 2  # the checkpoint's weights, no extra step
     assert resumed["final"]["wer"] == summary["final"]["wer"]
@@ -468,7 +471,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
 
     shutil.rmtree(run_dir / "model")
     with pytest.raises(RuntimeError, match=r"further than max_steps \(1\)"):  # a checkpoint past max_steps
-        T.main([*argv, "--max-steps", "1"])
+        S.main([*argv, "--max-steps", "1"])
 
 
 def test_training_text_follows_notebook_02(tmp_path):
@@ -497,7 +500,7 @@ def test_clips_found_unusable_while_training_are_counted_alike_in_a_run_and_its_
                 "--max-steps", "3", "--eval-steps", "1", "--batch-size", "2", "--generation-max-length", "8",
                 "--learning-rate", "0.01", "--train-split", "train"]
 
-    assert T.main(argv(tmp_path / "once")) == 0
+    assert S.main(argv(tmp_path / "once")) == 0
     once = json.loads((tmp_path / "once" / "training.json").read_text())
     assert once["train_rows"] == 6 and once["dataloader_workers"] == 1
     assert once["dropped"]["while reading audio"]["by_reason"] == {P.REASON_AUDIO: 1, "bad audio": 1}
@@ -508,8 +511,8 @@ def test_clips_found_unusable_while_training_are_counted_alike_in_a_run_and_its_
     with monkeypatch.context() as patch:  # stopped as Ctrl-C would, after the checkpoint of step 1
         patch.setattr(T, "_progress_callback", lambda: interrupt_after_save(1))
         with pytest.raises(Interrupt):
-            T.main(argv(twin))
-    assert T.main(argv(twin)) == 0
+            S.main(argv(twin))
+    assert S.main(argv(twin)) == 0
     resumed = json.loads((twin / "training.json").read_text())
     assert resumed["status"] == "resumed" and resumed["steps"] == 3
     assert resumed["dropped"] == once["dropped"]
@@ -561,7 +564,7 @@ def test_prepared_training_data_holds_no_features_per_clip(tiny_en_dir, tmp_path
     cfg = T.TrainConfig(language="en", dataset=str(folder), model=str(tiny_en_dir), run_dir=str(tmp_path / "run"),
                         train_split="train")
     allocated = pa.total_allocated_bytes()
-    data = T.prepare_data(cfg, processor)
+    data = S.prepare_data(cfg, processor)
     assert len(data.train) == 3000 and len(data.eval) == 12
     assert pa.total_allocated_bytes() - allocated < 3000 * 1024
     assert data.train.data.nbytes < 3000 * 1024 and not data.train.cache_files
@@ -598,7 +601,7 @@ def test_a_streamed_training_split_trains_and_counts_its_drops_as_it_is_read(min
                              + [("good night", 1.0, "a")],  # also a test sentence: dropped while streamed
                              "test": [("Good night!", 0.9, "c")]})
     run_dir = tmp_path / "run"
-    assert T.main(["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
+    assert S.main(["--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
                    "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8",
                    "--train-split", "train", "--streaming", "true"]) == 0
     summary = json.loads((run_dir / "training.json").read_text())

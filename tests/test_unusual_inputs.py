@@ -179,7 +179,7 @@ def yaml_config_with_an_unquoted_no(tmp):
 
 
 def checkpoint_cut_off_while_written(tmp):
-    from helpers.train import last_checkpoint
+    from helpers.checkpoints import last_checkpoint
 
     (tmp / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     (tmp / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")

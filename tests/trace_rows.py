@@ -1,6 +1,6 @@
-"""`python -m helpers.train`, with every batch's rows recorded per process (for the multi-process test).
+"""`python -m tools.train`, with every batch's rows recorded per process (for the multi-process test).
 
-Run as `torchrun --nproc_per_node 2 -m tests.trace_rows <helpers.train options>` with TRACE_DIR set: each process
+Run as `torchrun --nproc_per_node 2 -m tests.trace_rows <tools.train options>` with TRACE_DIR set: each process
 (and each of its DataLoader workers) appends one JSON line per batch, [[split, row], ...], to
 TRACE_DIR/<rank>-<pid>.jsonl.
 """
@@ -10,7 +10,7 @@ import os
 import sys
 
 from helpers import prepare
-from helpers.train import main
+from tools.train import main
 
 _collate = prepare.SpeechCollator.__call__
 

@@ -1,0 +1,247 @@
+"""Checkpoints of a training run: resume an interrupted run, recognise a finished one, save the final model.
+
+Everything lives in run_dir: checkpoints/ (the newest complete one is kept, for resuming), model/ (the final model;
+its trainer_state.json marks the run as finished) and train_seconds.json (training time over all the sessions of
+an interrupted run, and how long the steps waited for their batches).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helpers.files import write_json
+from helpers.prepare import READ_SKIPS
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+FINISHED_MARKER = "trainer_state.json"  # written into run_dir/model once training has completed
+CLOCK_FILE = "train_seconds.json"  # training time so far, summed over the sessions of an interrupted run
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint in run_dir/checkpoints (one whose trainer state was written last)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    done = []
+    for path in folder.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir() and (path / "trainer_state.json").is_file():
+            done.append((int(match.group(1)), path))
+    return max(done)[1] if done else None
+
+
+def finished_state(run_dir: str | Path) -> dict | None:
+    """The trainer state of a completed run in run_dir/model, or None."""
+    path = Path(run_dir) / MODEL / FINISHED_MARKER
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class TrainingOutcome:
+    status: str  # "trained", "resumed" or "already finished"
+    global_step: int
+    resumed_from: str | None = None
+    train_seconds: float | None = None  # the run's training time, the part before an interruption included
+    samples_per_second: float | None = None
+    log_history: list = field(default_factory=list)
+    data_wait_seconds: float | None = None  # of train_seconds, how long the steps waited for their batches
+
+    def final_eval(self) -> dict:
+        """The last evaluation logged, without the "eval_" prefix ({} when there was none)."""
+        evals = [h for h in self.log_history if "eval_wer" in h]
+        return {k.removeprefix("eval_"): v for k, v in evals[-1].items()} if evals else {}
+
+
+def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
+    done = [h for h in log_history if "train_runtime" in h]
+    return (done[-1]["train_runtime"], done[-1].get("train_samples_per_second")) if done else (None, None)
+
+
+def _clock(path: Path) -> dict:
+    """The clock file's {"seconds", "data_wait_seconds", "step"} ({} when there is none)."""
+    try:
+        clock = json.loads(path.read_text(encoding="utf-8"))
+        return clock if isinstance(clock, dict) and isinstance(clock.get("seconds"), (int, float)) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _run_seconds(run_dir: Path, history: list) -> float | None:
+    """Training time of a run read back from disk: the clock file (all sessions), else the trainer's own log."""
+    return _clock(run_dir / CLOCK_FILE).get("seconds") or _train_numbers(history)[0]
+
+
+def _clock_callback(path: Path, before: dict):
+    """Keeps run_dir/train_seconds.json at `before` + this session's time, written at every checkpoint and at the
+    end, so that a resumed run reports the time of all its sessions. It also adds up how long the steps waited for
+    their batches: from the end of a step (or of its logging, evaluation and checkpoint) to the start of the next,
+    the Trainer does nothing but fetch the next batches from the DataLoader."""
+    from transformers import TrainerCallback
+
+    class TrainingClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = self.mark = time.time()
+            self.waited = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.mark is not None:
+                self.waited += time.time() - self.mark
+            self.mark = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.mark = time.time()
+
+        on_log = on_evaluate = on_step_end  # the next batch is fetched after these
+
+        def _write(self, state):
+            if state.is_world_process_zero:
+                write_json({"seconds": round(before.get("seconds", 0.0) + time.time() - self.start, 1),
+                            "data_wait_seconds": round(before.get("data_wait_seconds", 0.0) + self.waited, 2),
+                            "step": state.global_step}, path)
+
+        def on_save(self, args, state, control, **kwargs):
+            self._write(state)
+            self.mark = time.time()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._write(state)
+
+    return TrainingClock()
+
+
+def _load_checkpoint_weights(trainer, folder: Path) -> None:
+    """Put the weights of checkpoint `folder` into the trainer's model, in place: LoRA adapters into the adapter
+    model, full weights through `from_pretrained`."""
+    if hasattr(trainer.model, "merge_and_unload"):  # a peft model: the checkpoint holds its adapters
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(trainer.model, load_file(folder / "adapter_model.safetensors"))
+        return
+    from transformers import WhisperForConditionalGeneration
+
+    saved = WhisperForConditionalGeneration.from_pretrained(folder)
+    trainer.model.load_state_dict(saved.state_dict())
+    trainer.model.config.use_cache = False
+
+
+def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> TrainingOutcome:
+    """Train, continue an interrupted run from its last checkpoint, or load a finished run without retraining.
+
+    - run_dir/model holds a finished run of max_steps steps: load it (no training) unless `retrain`.
+    - run_dir/checkpoints holds a checkpoint: continue from the newest complete one (model, optimiser, scheduler,
+      data order and random state restored by the Trainer) and say so.
+    - otherwise: train from the pretrained model.
+    `retrain=True` deletes run_dir/checkpoints and run_dir/model first.
+    """
+    run_dir = Path(run_dir)
+    max_steps = trainer.args.max_steps
+    if retrain:
+        for sub in (CHECKPOINTS, MODEL, READ_SKIPS):
+            shutil.rmtree(run_dir / sub, ignore_errors=True)
+    state = finished_state(run_dir)
+    if state is not None:
+        if state.get("global_step") != max_steps:
+            raise RuntimeError(
+                f"{run_dir / MODEL} holds a finished run of {state.get('global_step')} steps but max_steps is "
+                f"{max_steps}. Set retrain=True to train again from the start, or choose another run_dir."
+            )
+        from transformers import WhisperForConditionalGeneration
+
+        trained = WhisperForConditionalGeneration.from_pretrained(run_dir / MODEL)  # LoRA adapters merged in
+        trained.config.use_cache = False
+        trainer.model = trainer.model_wrapped = trained.to(trainer.args.device)
+        message = (
+            f"{run_dir / MODEL} holds a finished run of {max_steps} steps: loaded it instead of training again "
+            "(retrain=True trains from the start)."
+        )
+        if trainer.is_world_process_zero():
+            print(message, flush=True)
+        history = state.get("log_history", [])
+        return TrainingOutcome("already finished", max_steps, None, _run_seconds(run_dir, history),
+                               _train_numbers(history)[1], history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
+    checkpoint = last_checkpoint(run_dir)
+    step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
+    if step > max_steps:
+        raise RuntimeError(
+            f"{checkpoint} is further than max_steps ({max_steps}). Set max_steps={step} to finish that run, "
+            "retrain=True to train again from the start, or choose another run_dir."
+        )
+    if step == max_steps and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        # The run stopped after its last checkpoint but before the model was saved. Trainer.train would resume
+        # and then take one step too many (it checks max_steps only after a step), so load the checkpoint.
+        # (Under DeepSpeed or FSDP the weights load only inside Trainer.train: there it resumes as usual.)
+        from transformers import TrainerState
+
+        _load_checkpoint_weights(trainer, checkpoint)
+        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        trainer.state.is_world_process_zero = trainer.is_world_process_zero()  # saved by process 0
+        trainer.state.is_local_process_zero = trainer.is_local_process_zero()
+        if hasattr(trainer.compute_metrics, "last"):
+            trainer.compute_metrics.last = {}  # no transcripts of this model yet: final_metrics evaluates it
+        if trainer.is_world_process_zero():
+            print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
+                  "model).", flush=True)
+        history = list(trainer.state.log_history)
+        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, _run_seconds(run_dir, history),
+                               None, history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
+    if checkpoint is not None:
+        message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
+        status = "resumed"
+    else:
+        message = f"Training from the pretrained model for {max_steps} steps."
+        status = "trained"
+    if trainer.is_world_process_zero():
+        print(message, flush=True)
+    before = _clock(run_dir / CLOCK_FILE) if checkpoint else {}
+    clock = _clock_callback(run_dir / CLOCK_FILE, before)
+    trainer.add_callback(clock)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        trainer.remove_callback(clock)
+    return TrainingOutcome(
+        status,
+        trainer.state.global_step,
+        resumed_from=checkpoint.name if checkpoint else None,
+        # one clock: what the clock file says, as a re-run of a finished run reads it back (the trainer's own
+        # train_runtime is measured over a slightly different span)
+        train_seconds=_clock(run_dir / CLOCK_FILE).get("seconds") or result.metrics.get("train_runtime", 0.0),
+        samples_per_second=result.metrics.get("train_samples_per_second"),
+        log_history=list(trainer.state.log_history),
+        data_wait_seconds=_clock(run_dir / CLOCK_FILE).get("data_wait_seconds"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ save
+
+
+def save_final_model(trainer, processor, run_dir: str | Path) -> Path:
+    """Write the final model, processor and generation config (language and task set) to run_dir/model.
+
+    Plain `WhisperForConditionalGeneration.from_pretrained(run_dir/model)` loads it; LoRA adapters are merged in
+    first. The trainer state written last marks the run as finished (see `train_or_resume`)."""
+    out = Path(run_dir) / MODEL
+    model = trainer.model
+    model.config.use_cache = True  # for whoever generates with the saved model
+    if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapters into the weights
+        merged = model.merge_and_unload()
+        if trainer.is_world_process_zero():
+            merged.save_pretrained(out)
+    else:
+        trainer.save_model(str(out))  # also right under DeepSpeed/FSDP, where weights are spread over processes
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(out)  # processor_config.json (transformers 5), tokenizer files
+        # preprocessor_config.json too: CTranslate2's converter and faster-whisper read the mel bins from it
+        processor.feature_extractor.save_pretrained(out)
+        trainer.state.save_to_json(str(out / FINISHED_MARKER))
+    model.config.use_cache = False
+    return out
