@@ -15,7 +15,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -32,88 +31,6 @@ COMMON_VOICE_NOTE = (
     "(one .tar.gz per locale). Unpack it and pass the locale folder (the one holding train.tsv and clips/) "
     "as `dataset`."
 )
-
-# CPU: batch 4 x accumulation 2 (effective batch 8). Measured with whisper-base on 2 cores
-# (benchmarks/bench_scale.py measures the whole process tree): a peak of 3.6 GiB where batch 8 x 1 needs 5.2 GiB,
-# at the same speed.
-CPU_BATCH, CPU_ACCUMULATION = 4, 2
-
-# Per-device batch size x gradient accumulation by model width (d_model) and accelerator memory (GiB), for
-# mixed precision + gradient checkpointing + AdamW: what notebook 03 trains with and notebook 00 recommends.
-TABLE_BASIS = ("small and medium at 16 and 40 GB are the tested set-ups of the community fine-tuning event (V100 "
-               "16 GB: small 16 x 2, medium 2 x 16; A100 40 GB: small 64, medium 32); the other entries are "
-               "estimates that keep the effective batch at 32-64")
-GPU_TABLE: dict[int, list[tuple[float, int, int]]] = {
-    384: [(0, 16, 2), (12, 32, 1), (24, 64, 1)],  # tiny
-    512: [(0, 8, 4), (12, 32, 1), (24, 64, 1)],  # base
-    768: [(0, 4, 8), (16, 16, 2), (24, 32, 1), (40, 64, 1)],  # small
-    1024: [(0, 1, 32), (16, 2, 16), (24, 8, 4), (40, 32, 1), (80, 64, 1)],  # medium
-    1280: [(0, 1, 32), (24, 2, 16), (40, 8, 4), (80, 32, 1)],  # large
-}
-MEMORY_SLACK = 0.9  # a "16 GB" card reports about 15.8 GiB
-SIZE_NAMES = {384: "tiny", 512: "base", 768: "small", 1024: "medium", 1280: "large"}
-
-
-@dataclass
-class DeviceDefaults:
-    device: str  # "cpu", "cuda" or "mps"
-    device_name: str
-    memory_gib: float | None
-    precision: str  # "fp32", "bf16" or "fp16"
-    gradient_checkpointing: bool
-    batch_size: int
-    gradient_accumulation_steps: int
-    reason: str
-    too_small: bool = False  # the GPU is below the smallest tested memory for this model
-
-    def __str__(self) -> str:
-        memory = f", {self.memory_gib:.0f} GiB" if self.memory_gib else ""
-        return (
-            f"device {self.device} ({self.device_name}{memory}): {self.precision}, batch {self.batch_size} x "
-            f"gradient accumulation {self.gradient_accumulation_steps}, gradient checkpointing "
-            f"{'on' if self.gradient_checkpointing else 'off'}\n  why: {self.reason}"
-        )
-
-
-def size_class(d_model: int) -> int:
-    """The table row for a model width (tiny 384, base 512, small 768, medium 1024, large 1280)."""
-    return min(GPU_TABLE, key=lambda k: abs(k - int(d_model)))
-
-
-def suggest_defaults(
-    d_model: int,
-    device: str = "cpu",
-    memory_gib: float | None = None,
-    bf16_supported: bool = False,
-    device_name: str = "",
-) -> DeviceDefaults:
-    """Precision, gradient checkpointing, batch size and gradient accumulation for a device and model width."""
-    size = SIZE_NAMES[size_class(d_model)]
-    if device == "cuda":
-        precision = "bf16" if bf16_supported else "fp16"
-        rows = GPU_TABLE[size_class(d_model)]
-        memory = float(memory_gib or 0.0)
-        minimum, batch, accum = [r for r in rows if memory >= r[0] * MEMORY_SLACK][-1]
-        why = (
-            f"{precision} mixed precision ({'bf16 needs no loss scaling' if bf16_supported else 'no bf16 on this GPU'})"
-            f"; gradient checkpointing trades ~20% speed for memory; whisper-{size} on a "
-            f"{minimum:.0f}+ GiB GPU: {batch} x {accum} (effective batch {batch * accum})"
-        )
-        if minimum == 0:
-            why += "; this GPU is small for this model: consider adafactor, adamw_8bit or lora"
-        return DeviceDefaults(device, device_name or "GPU", memory_gib, precision, True, batch, accum, why,
-                              too_small=minimum == 0)
-    if device == "mps":
-        why = "Apple GPU: fp32 (mixed precision training is unreliable on MPS), small batches"
-        return DeviceDefaults(device, device_name or "Apple GPU", memory_gib, "fp32", False, CPU_BATCH,
-                              CPU_ACCUMULATION, why)
-    why = (
-        "CPU: fp32 (no mixed precision training on CPU); no gradient checkpointing (memory is not the limit, it "
-        f"would only slow steps); batch {CPU_BATCH} x gradient accumulation {CPU_ACCUMULATION} (measured: whisper-base "
-        "peaks at 3.6 GiB of RAM for the whole training, against 5.2 GiB at batch 8 x 1, at the same speed)"
-    )
-    return DeviceDefaults("cpu", device_name or "CPU", memory_gib, "fp32", False, CPU_BATCH, CPU_ACCUMULATION, why)
-
 
 # ----------------------------------------------------------------------------------------------- versions
 def parse_requirements(path: str | Path) -> dict[str, str | None]:
@@ -221,37 +138,6 @@ def accelerator_info() -> dict:
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         info.update(device="mps", name="Apple GPU (Metal)", gpu_count=1, fp16=True)
     return info
-
-
-def recommend(info: Mapping) -> dict:
-    """Which checkpoints fit, at which batch size, and which precision to train in, for `accelerator_info()` output:
-    the same table (`suggest_defaults`) that notebook 03 trains with.
-
-    Returns {"device_class", "precision", "plans": [{"checkpoint", "batch_size", "grad_accum"}], "basis", "advice"}.
-    """
-    device = info.get("device", "cpu")
-    if device == "cuda":
-        memory = float(info.get("memory_gib") or 0.0)
-        suggested = {name: suggest_defaults(width, "cuda", memory, bool(info.get("bf16"))) for width, name in
-                     SIZE_NAMES.items()}
-        plans = [(name, d.batch_size, d.gradient_accumulation_steps) for name, d in suggested.items()
-                 if name in ("tiny", "base") or not d.too_small]
-        label, basis, precision = f"GPU with {memory:.0f} GiB", TABLE_BASIS, suggested["base"].precision
-        why = ("bf16 has fp32's range, so no loss scaling is needed" if precision == "bf16"
-               else "this GPU has no bf16; fp16 with loss scaling (the Trainer does it)")
-        advice = f"Train in {precision} ({why})."
-    else:
-        plans = [("tiny", CPU_BATCH, CPU_ACCUMULATION), ("base", CPU_BATCH, CPU_ACCUMULATION)]
-        precision = "fp32"
-        if device == "mps":
-            label, basis = "Apple GPU", "estimate"
-            advice = "Apple GPU: tiny/base checkpoints in fp32; mixed precision training is not reliable on MPS."
-        else:
-            label, basis = "CPU only", "tested on 2 CPU cores"
-            advice = ("CPU only: tiny or base on the embedded sample or the real-speech data, for learning the "
-                      "workflow; use a GPU (16 GB or more) for a real fine-tune.")
-    return {"device_class": label, "precision": precision, "basis": basis, "advice": advice,
-            "plans": [{"checkpoint": c, "batch_size": b, "grad_accum": g} for c, b, g in plans]}
 
 
 # -------------------------------------------------------------------------------------------------- audio

@@ -50,3 +50,13 @@ def setup(seed: int = 42) -> Path:
     except ImportError:
         random.seed(seed)
     return ROOT
+
+
+def show_source(obj) -> None:
+    """Show a helper's code on the page (highlighted in JupyterLab, plain text in headless runs): the learner reads
+    the recipe where it is taught, and the code still has one copy."""
+    import inspect
+
+    from IPython.display import Code, display
+
+    display(Code(inspect.getsource(obj), language="python"))

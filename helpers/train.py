@@ -7,7 +7,6 @@ one GPU or several. Resuming and saving are in helpers.checkpoints, the model ca
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -21,11 +20,11 @@ import numpy as np
 
 from helpers.card import write_model_card
 from helpers.checkpoints import CHECKPOINTS, MODEL, TrainingOutcome, save_final_model
-from helpers.environment import DeviceDefaults, accelerator_info, suggest_defaults
 from helpers.files import write_json
 from helpers.metrics import relative_improvement
 from helpers.prepare import (DropReport, READ_SKIPS, READ_STEP, SpeechCollator, check_training_split,
                              configure_language, read_skips, reasons_for, write_drops)
+from helpers.settings import DeviceDefaults, check_optimizer, installed
 
 TENSORBOARD = "tensorboard"
 
@@ -76,84 +75,9 @@ class TrainConfig:
         check_optimizer(self.optimizer)
 
 
-# ------------------------------------------------------------------------------------ device defaults
-
-def default_num_workers(device: str, streaming: bool = False) -> int:
-    """DataLoader worker processes that decode clips and compute features while the model trains.
-
-    On a CPU the model's own threads use every core: one worker prepares the next batch meanwhile (preparing a
-    batch of 8 takes a small fraction of a step). On a GPU the workers must keep up with the GPU: all cores but one
-    per training process, at most 8 (README: how many a GPU needs, from the measured loader throughput). A stream
-    is read in the training process (0), where its drop counts are kept."""
-    if streaming:
-        return 0
-    if device != "cuda":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(8, per_process - 1))
-
-
-def device_defaults(model_or_config) -> DeviceDefaults:
-    """The one place that turns 'this machine + this model' into training settings."""
-    config = getattr(model_or_config, "config", model_or_config)
-    info = accelerator_info()  # the same probe notebook 00 reports
-    name = f"CPU, {info['cpu_cores']} cores" if info["device"] == "cpu" else info["name"]
-    return suggest_defaults(int(config.d_model), info["device"], info["memory_gib"], info["bf16"], name)
-
-
-def resolve_settings(cfg: TrainConfig, defaults: DeviceDefaults) -> dict:
-    """Explicit parameters win over the suggestions; returns the values the run will use."""
-    precision = cfg.precision or defaults.precision
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', not {precision!r}.")
-    if precision != "fp32" and defaults.device != "cuda":
-        raise ValueError(f"precision {precision!r} needs a CUDA GPU; this machine trains in fp32 ({defaults.device}).")
-    return {
-        "device": defaults.device,
-        "precision": precision,
-        "batch_size": int(cfg.batch_size or defaults.batch_size),
-        "gradient_accumulation_steps": int(cfg.gradient_accumulation_steps or defaults.gradient_accumulation_steps),
-        "gradient_checkpointing": (
-            defaults.gradient_checkpointing if cfg.gradient_checkpointing is None else bool(cfg.gradient_checkpointing)
-        ),
-        "num_workers": (default_num_workers(defaults.device, cfg.streaming) if cfg.num_workers is None
-                        else int(cfg.num_workers)),
-    }
-
-
-# ---------------------------------------------------------------------------------------- memory tricks
-
-OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor", "adamw_8bit": "adamw_bnb_8bit"}
-
-
-def _installed(package: str) -> bool:
-    return importlib.util.find_spec(package) is not None
-
-
-def check_optimizer(name: str) -> str:
-    """The Trainer's `optim` value for one of our optimiser names; a clear error when it cannot run here."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {name!r}.")
-    if name == "adamw_8bit":
-        import torch
-
-        missing = []
-        if not _installed("bitsandbytes"):
-            missing.append("the bitsandbytes package (pip install bitsandbytes)")
-        if not torch.cuda.is_available():
-            missing.append("a CUDA GPU")
-        if missing:
-            raise RuntimeError(
-                "optimizer='adamw_8bit' (8-bit Adam, optimiser state in 8 bits: about 75% less optimiser memory) "
-                f"needs {' and '.join(missing)}, which this machine lacks. Use optimizer='adamw' or 'adafactor'."
-            )
-    return OPTIMIZERS[name]
-
-
 def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.05):
     """Wrap the model with LoRA adapters on the attention projections (needs the peft package)."""
-    if not _installed("peft"):
+    if not installed("peft"):
         raise RuntimeError(
             "lora=True needs the peft package, which is not installed: `pip install peft` (and pin it in "
             "requirements.txt), or set lora=False to fine-tune all weights."

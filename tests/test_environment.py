@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import environment as env
+from helpers import settings as ST
 
 
 # ----------------------------------------------------------------------------------------------- versions
@@ -66,19 +67,19 @@ def test_accelerator_info_on_this_machine():
     (11.0, False, "fp16", [("tiny", 32, 1), ("base", 32, 1)]),  # small would need memory tricks: not offered
 ])
 def test_recommend_for_gpus(memory, bf16, expected_precision, expected_plans):
-    rec = env.recommend({"device": "cuda", "memory_gib": memory, "bf16": bf16, "fp16": True})
+    rec = ST.recommend({"device": "cuda", "memory_gib": memory, "bf16": bf16, "fp16": True})
     assert rec["precision"] == expected_precision
     assert [(p["checkpoint"], p["batch_size"], p["grad_accum"]) for p in rec["plans"]] == expected_plans
     assert all(p["batch_size"] * p["grad_accum"] >= 32 for p in rec["plans"])
     for plan in rec["plans"]:  # notebook 00 recommends what notebook 03 trains with
-        width = next(w for w, name in env.SIZE_NAMES.items() if name == plan["checkpoint"])
-        d = env.suggest_defaults(width, "cuda", memory, bf16)
+        width = next(w for w, name in ST.SIZE_NAMES.items() if name == plan["checkpoint"])
+        d = ST.suggest_defaults(width, "cuda", memory, bf16)
         assert (d.batch_size, d.gradient_accumulation_steps, d.precision) == \
             (plan["batch_size"], plan["grad_accum"], expected_precision)
 
 
 def test_recommend_for_cpu_is_tiny_or_base_in_fp32():
-    rec = env.recommend({"device": "cpu"})
+    rec = ST.recommend({"device": "cpu"})
     assert rec["precision"] == "fp32"
     assert {p["checkpoint"] for p in rec["plans"]} == {"tiny", "base"}
     assert "CPU only" in rec["advice"]
@@ -185,7 +186,7 @@ def _report(**overrides):
         "python": env.check_python(),
         "versions": [{"package": "torch", "pinned": "2.13.0", "installed": "2.13.0", "status": "ok", "advice": ""}],
         "accelerator": {"device": "cpu", "name": "x86_64"},
-        "recommendation": env.recommend({"device": "cpu"}),
+        "recommendation": ST.recommend({"device": "cpu"}),
         "audio": [{"item": "decode wav", "status": "ok", "detail": ""}],
         "disk": [{"item": "run folder", "free_gb": 50.0, "status": "ok", "advice": ""}],
         "hub": {"reachable": True, "logged_in": True},

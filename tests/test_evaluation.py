@@ -16,6 +16,7 @@ import yaml
 from helpers import evaluation as E
 from helpers.card import SECTION_START, update_model_card
 from helpers import metrics as M
+from helpers import playground as PG
 from helpers.normalize import eval_normalizer
 
 
@@ -258,7 +259,7 @@ def test_evaluate_model_end_to_end(tiny_run):
 def test_transcriber_headless_prints_one_transcription(tiny_run, capsys):
     run, clips = tiny_run
     tuned = dataclasses.replace(run, label="fine-tuned")  # same model under another name
-    texts = E.transcriber([run, tuned], clips, "en", headless=True)
+    texts = PG.transcriber([run, tuned], clips, "en", headless=True)
     out = capsys.readouterr().out
     # one transcription: the first clip by the evaluated (last) model, as in the batched evaluation
     assert out.splitlines() == [f"clip #0 reference: {clips[0]['sentence']}", f" fine-tuned: {run.predictions[0]}"]
@@ -270,7 +271,7 @@ STAMP = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 
 def test_transcriber_widget_clip_and_upload(tiny_run, capsys, sample_root):
     run, clips = tiny_run
-    box = E._transcriber_widget([run], clips, "en")
+    box = PG._transcriber_widget([run], clips, "en")
     (pick, upload), which, button, out = box.children[0].children, *box.children[1:]
     assert pick.options[1] == (f"#1: {clips[1]['sentence']}", 1) and which.value == "baseline"
     capsys.readouterr()

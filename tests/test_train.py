@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 
@@ -16,7 +15,8 @@ from helpers import card as K
 from helpers import checkpoints as C
 from helpers import train as T
 from tools import train as S
-from helpers.environment import CPU_ACCUMULATION, CPU_BATCH, suggest_defaults
+from helpers import settings as ST
+from helpers.settings import CPU_ACCUMULATION, CPU_BATCH, suggest_defaults
 from helpers.normalize import eval_normalizer, training_transform
 
 RATE = 16_000
@@ -104,47 +104,57 @@ def test_cpu_trains_in_fp32_without_gradient_checkpointing():
     assert (d.batch_size, d.gradient_accumulation_steps) == (CPU_BATCH, CPU_ACCUMULATION)
 
 
-def test_device_defaults_match_this_machine(tiny_en_dir):
+@pytest.mark.parametrize("info, expected", [
+    ({"device": "cpu", "cpu_cores": 2, "memory_gib": None, "bf16": False}, ("cpu", "CPU, 2 cores", "fp32", False, 4)),
+    ({"device": "cuda", "name": "Tesla T4", "memory_gib": 14.6, "bf16": False}, ("cuda", "Tesla T4", "fp16", True, 32)),
+    ({"device": "cuda", "name": "A100", "memory_gib": 39.4, "bf16": True}, ("cuda", "A100", "bf16", True, 64)),
+])
+def test_device_defaults_follow_the_probe(info, expected, tiny_en_dir, monkeypatch):
+    """Both branches, with the device faked: what notebook 03 trains with on a CPU, a T4 and an A100 (tiny)."""
     from transformers import WhisperConfig
 
-    d = T.device_defaults(WhisperConfig.from_pretrained(tiny_en_dir))
-    if torch.cuda.is_available():
-        assert d.device == "cuda" and d.precision in ("bf16", "fp16") and d.gradient_checkpointing
-        assert d.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    else:
-        assert d.device in ("cpu", "mps") and d.precision == "fp32"
+    monkeypatch.setattr(ST, "accelerator_info", lambda: info)
+    d = ST.device_defaults(WhisperConfig.from_pretrained(tiny_en_dir))
+    assert (d.device, d.device_name, d.precision, d.gradient_checkpointing, d.batch_size) == expected
 
 
 def test_explicit_parameters_win_over_suggestions():
     d = suggest_defaults(512, "cpu")
     cfg = T.TrainConfig(batch_size=2, gradient_accumulation_steps=3, gradient_checkpointing=True, num_workers=3)
-    assert T.resolve_settings(cfg, d) == {"device": "cpu", "precision": "fp32", "batch_size": 2,
+    assert ST.resolve_settings(cfg, d) == {"device": "cpu", "precision": "fp32", "batch_size": 2,
                                           "gradient_accumulation_steps": 3, "gradient_checkpointing": True,
                                           "num_workers": 3}
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
-        T.resolve_settings(T.TrainConfig(precision="fp16"), d)
+        ST.resolve_settings(T.TrainConfig(precision="fp16"), d)
 
 
 # ----------------------------------------------------------------------------------------- memory tricks
 
 
-def test_optimizer_switches():
-    assert T.check_optimizer("adamw") == "adamw_torch"
-    assert T.check_optimizer("adafactor") == "adafactor"
+@pytest.mark.parametrize("bitsandbytes, cuda, error", [
+    (True, True, None), (False, True, "bitsandbytes package"), (True, False, "a CUDA GPU"),
+    (False, False, r"bitsandbytes package .* and a CUDA GPU"),
+])
+def test_optimizer_switches(bitsandbytes, cuda, error, monkeypatch):
+    """8-bit Adam needs bitsandbytes and a GPU: each faked present or absent, not read from this machine."""
+    monkeypatch.setattr(ST, "installed", lambda package: bitsandbytes if package == "bitsandbytes" else True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert ST.check_optimizer("adamw") == "adamw_torch"
+    assert ST.check_optimizer("adafactor") == "adafactor"
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        T.check_optimizer("sgd")
-    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="8-bit Adam"):
-            T.check_optimizer("adamw_8bit")
+        ST.check_optimizer("sgd")
+    if error is None:
+        assert ST.check_optimizer("adamw_8bit") == "adamw_bnb_8bit"
     else:
-        assert T.check_optimizer("adamw_8bit") == "adamw_bnb_8bit"
+        with pytest.raises(RuntimeError, match=error):
+            ST.check_optimizer("adamw_8bit")
 
 
 def test_adafactor_is_what_the_trainer_builds(tiny_data, tiny_en_dir, tmp_path):
     model, processor, _ = T.load_model(str(tiny_en_dir), "en")
     cfg = T.TrainConfig(language="en", model=str(tiny_en_dir), run_dir=str(tmp_path), optimizer="adafactor",
                         max_steps=1, batch_size=2)
-    args = T.training_arguments(cfg, T.resolve_settings(cfg, T.device_defaults(model)))
+    args = T.training_arguments(cfg, ST.resolve_settings(cfg, ST.device_defaults(model)))
     trainer = T.build_trainer(model, processor, args, tiny_data[1], tiny_data[2], None, tmp_path, progress=False)
     from transformers.optimization import Adafactor
 
@@ -152,7 +162,7 @@ def test_adafactor_is_what_the_trainer_builds(tiny_data, tiny_en_dir, tmp_path):
 
 
 def test_lora_without_peft_says_how_to_get_it(tiny_en_dir, monkeypatch):
-    monkeypatch.setattr(T, "_installed", lambda package: package != "peft")  # as where peft is not installed
+    monkeypatch.setattr(T, "installed", lambda package: package != "peft")  # as where peft is not installed
     with pytest.raises(RuntimeError, match="pip install peft"):
         T.load_model(str(tiny_en_dir), "en", lora=True)
 
@@ -256,7 +266,7 @@ def make_trainer(model_dir, run_dir, data, callbacks=(), max_steps=2):
     model, processor, _ = T.load_model(str(model_dir), "en")
     cfg = T.TrainConfig(language="en", model=str(model_dir), run_dir=str(run_dir), max_steps=max_steps,
                         batch_size=2, eval_steps=1, learning_rate=1e-5, generation_max_length=8)
-    args = T.training_arguments(cfg, T.resolve_settings(cfg, T.device_defaults(model)), eval_batch_size=2)
+    args = T.training_arguments(cfg, ST.resolve_settings(cfg, ST.device_defaults(model)), eval_batch_size=2)
     metrics = T.WhisperMetrics(processor.tokenizer, eval_normalizer("en"))
     return T.build_trainer(model, processor, args, train_ds, eval_ds, metrics, run_dir, callbacks=callbacks,
                            progress=False), processor
@@ -322,13 +332,13 @@ def test_retrain_starts_over(mini_dir, tiny_data, tmp_path):
 
 def test_training_arguments_use_current_names_and_log_under_run_dir(tmp_path):
     cfg = T.TrainConfig(run_dir=str(tmp_path / "r"), max_steps=4, eval_steps=2)
-    args = T.training_arguments(cfg, T.resolve_settings(cfg, suggest_defaults(512, "cpu")))
+    args = T.training_arguments(cfg, ST.resolve_settings(cfg, suggest_defaults(512, "cpu")))
     assert args.output_dir == str(tmp_path / "r" / "checkpoints")
     assert args.report_to == ["tensorboard"] and args.disable_tqdm
     assert args.eval_strategy == "steps" and args.save_steps == 2 and args.predict_with_generate
     assert args.activation_checkpointing is False and args.use_cpu == (not torch.cuda.is_available())
     assert args.generation_max_length == 128 and not args.push_to_hub
-    assert T.training_arguments(cfg, T.resolve_settings(cfg, suggest_defaults(512, "cpu")),
+    assert T.training_arguments(cfg, ST.resolve_settings(cfg, suggest_defaults(512, "cpu")),
                                 generation_max_length=200).generation_max_length == 200
 
 
@@ -347,9 +357,9 @@ def test_generation_cap_leaves_room_for_the_longest_reference():
     ("cuda", True, 16, 1, 0),  # a stream is read where its drop counts are kept
 ])
 def test_data_loading_workers_follow_the_machine(device, streaming, cores, processes, expected, monkeypatch):
-    monkeypatch.setattr(T.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(ST.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
-    assert T.default_num_workers(device, streaming) == expected
+    assert ST.default_num_workers(device, streaming) == expected
 
 
 # ------------------------------------------------------------------------------------ model card and hub
@@ -587,7 +597,7 @@ def test_gradient_accumulation_averages_like_one_batch_of_the_same_rows(mini_dir
         cfg = T.TrainConfig(language="en", model=str(mini_dir), run_dir=str(tmp_path / f"b{batch}"), max_steps=1,
                             batch_size=batch, gradient_accumulation_steps=accumulation, eval_steps=10,
                             num_workers=0)
-        args = T.training_arguments(cfg, T.resolve_settings(cfg, T.device_defaults(model)))
+        args = T.training_arguments(cfg, ST.resolve_settings(cfg, ST.device_defaults(model)))
         trainer = T.build_trainer(model, processor, args, ds, ds, None, tmp_path, progress=False)
         trainer.train()
         logged.append(next(h for h in trainer.state.log_history if "loss" in h))

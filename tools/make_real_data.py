@@ -31,7 +31,6 @@ import argparse
 import csv
 import gzip
 import hashlib
-import json
 import re
 import shutil
 import subprocess

@@ -32,9 +32,9 @@ from helpers.files import writable_folder, write_json
 from helpers.normalize import eval_normalizer, training_transform
 from helpers.prepare import (READ_REASONS, check_training_split, drop_eval_overlap, filter_rows, label_lengths,
                              training_subset, write_drops)
-from helpers.train import (PreparedData, TrainConfig, WhisperMetrics, build_trainer, device_defaults, finish_run,
-                           generation_cap, load_model, resolve_settings, training_arguments, training_summary,
-                           zero_shot)
+from helpers.settings import device_defaults, resolve_settings
+from helpers.train import (PreparedData, TrainConfig, WhisperMetrics, build_trainer, finish_run, generation_cap,
+                           load_model, training_arguments, training_summary, zero_shot)
 
 
 def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> PreparedData:
