@@ -41,10 +41,11 @@ def main(argv=None) -> int:
     import torch
     from faster_whisper import WhisperModel
 
+    from benchmarks.common import convert
     from helpers.data import load_split
     from helpers.environment import ensure_local_model
     from helpers.evaluation import first_clips
-    from helpers.export import (SAME_AS_TRANSFORMERS, Backend, convert, differing_clips, faster_whisper_texts,
+    from helpers.export import (SAME_AS_TRANSFORMERS, Backend, differing_clips, faster_whisper_texts,
                                 folder_megabytes)
     from helpers.inference import clip_array, load_model, transcribe, warm_up
     from helpers.metrics import compute_metrics

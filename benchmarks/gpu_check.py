@@ -97,7 +97,7 @@ def eval_speed(model_name: str, arrays, language: str, batch: int, device: str) 
     """RTFx of transformers (SDPA) and of CTranslate2 at `batch`, on the same clips, after a warm-up batch."""
     import torch
 
-    from helpers.export import convert
+    from benchmarks.common import convert
     from helpers.inference import load_model, rtfx, transcribe, warm_up
     from helpers.languages import whisper_language_code
 

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from helpers.data import dataset_title
+from helpers.sources import dataset_title
 from helpers.files import hub_id
 from helpers.normalize import base_language
 

@@ -1,15 +1,6 @@
 """Load one split of a speech dataset as rows Whisper can learn from.
 
-`load_split(dataset, language, split)` understands five kinds of `dataset`:
-
-    "sample"                       the embedded sample, data/sample/<language> (laid out like Common Voice)
-    "real"                         real human speech from Debian packages, data/real/<language> (`make real-data`)
-    a Common Voice locale folder   train.tsv, dev.tsv, test.tsv, validated.tsv, ... and clips/
-    a Common Voice release folder  one locale folder per language, e.g. cv-corpus-23.0-2025-09-05/es
-    an audiofolder                 metadata.csv or metadata.jsonl (file_name + sentence/transcription/text),
-                                   in split folders train/, dev/ (or validation/), test/, or in one folder (= train)
-    a dataset repository           a Hub id such as "google/fleurs" (the language is the configuration), or a
-                                   local folder laid out like one (parquet files, README.md listing configurations)
+`load_split(dataset, language, split)` reads any of the five kinds of `dataset` that helpers.sources finds.
 
 Every row has `audio` = {"array": float32 samples at 16 kHz mono, "sampling_rate": 16000}, `sentence`,
 `client_id` (the speaker; "" when the source has none), `path` (the clip's name in the source) and `duration`
@@ -43,27 +34,14 @@ import itertools
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
 
-from helpers import ROOT
 from helpers.audio import SAMPLING_RATE, AudioError, decode
-from helpers.files import hub_id
+from helpers.sources import Source, metadata_file, pick_split, resolve, shown_path
 
-SAMPLE_DIR = ROOT / "data" / "sample"
-REAL_DIR = ROOT / "data" / "real"
-# Short dataset names for folders of Common Voice-style locale folders this project makes: name -> (folder, its
-# title in model cards and messages, how to make it when it is missing).
-NAMED_DATASETS = {
-    "sample": (SAMPLE_DIR, "embedded Common Voice-style sample", "it ships with the repository: restore it from git"),
-    "real": (REAL_DIR, "real speech from Debian packages", "build it with `make real-data`"),
-}
-
-CV_SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv")  # any of these marks a locale folder
-METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 # Transcript columns, best first: Common Voice; FLEURS and VoxPopuli keep casing and punctuation in their "raw"
 # column; Multilingual LibriSpeech; generic.
 TEXT_COLUMNS = ("sentence", "raw_transcription", "transcription", "raw_text", "normalized_text", "transcript", "text")
@@ -71,7 +49,6 @@ SPEAKER_COLUMNS = ("client_id", "speaker_id")
 # Who is speaking, as Common Voice records it (empty where the speaker did not say): read with every row so that
 # evaluation can say whom a model fails. Source column names, best first, for each of ours.
 DEMOGRAPHICS = {"age": ("age",), "gender": ("gender",), "accents": ("accents", "accent"), "variant": ("variant",)}
-SPLIT_ALIASES = (("dev", "validation", "valid", "val"), ("train", "training"), ("test", "testing"))
 
 FEATURES = datasets.Features(
     {
@@ -108,45 +85,7 @@ _OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_i
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class _Source:
-    kind: str  # "common_voice", "audiofolder" or "repository"
-    location: Path | str
-    shown: str  # how messages name it (relative to the repository root when inside it)
-    splits: dict = field(default_factory=dict)  # split name -> TSV file / folder (repository: name -> name)
-    config: str | None = None  # repository configuration
-
-    @property
-    def label(self) -> str:
-        kinds = {"common_voice": "Common Voice locale folder", "audiofolder": "audiofolder",
-                 "repository": "dataset repository"}
-        config = f" (configuration {self.config!r})" if self.config else ""
-        return f"{kinds[self.kind]} {self.shown}{config}"
-
-    def __str__(self) -> str:
-        return f"{self.label}, splits: {', '.join(sorted(self.splits))}"
-
-
 # ----------------------------------------------------------------------------------------------- public API
-
-
-def dataset_folder(dataset: str, language: str) -> Path:
-    """The folder a dataset name stands for: data/<name>/<language> for "sample" and "real", else the path given."""
-    if str(dataset) in NAMED_DATASETS:
-        return NAMED_DATASETS[str(dataset)][0] / language
-    return Path(str(dataset)).expanduser()
-
-
-def dataset_title(dataset: str) -> str:
-    """How model cards name a dataset: the title of a named one, else the folder's or Hub repository's name."""
-    if str(dataset) in NAMED_DATASETS:
-        return NAMED_DATASETS[str(dataset)][1]
-    return Path(str(dataset)).name or str(dataset)
-
-
-def resolve_dataset(dataset: str, language: str) -> str:
-    """Say what `dataset` is for `language`: which kind of source, where, and its splits."""
-    return str(_resolve(dataset, language))
 
 
 def load_split(dataset: str, language: str, split: str, streaming: bool = False, skipped: list | None = None,
@@ -158,7 +97,7 @@ def load_split(dataset: str, language: str, split: str, streaming: bool = False,
     decode=False gives light rows whose audio is decoded later (`decode_clip`), for data of any size.
     Raises ValueError for an unknown language, split or dataset layout, FileNotFoundError for a missing folder.
     """
-    source = _resolve(dataset, language)
+    source = resolve(dataset, language)
     names = [part.strip() for part in split.split("+")]
     own: list[dict] = []
     sink = _SkipSink(own, skipped)
@@ -207,8 +146,8 @@ def text_rows(dataset: str, language: str, split: str, max_rows: int = 0) -> lis
     and audiofolders are read from their TSV, CSV or JSON lines alone; a dataset repository is streamed, which
     still downloads its audio (without decoding it).
     """
-    source = _resolve(dataset, language)
-    split = _pick_split(source, split)
+    source = resolve(dataset, language)
+    split = pick_split(source, split)
     if source.kind == "repository":
         raw, columns = _load_repository(source, split, streaming=True)  # audio as stored: bytes and path
         def listed(example: dict) -> dict:  # the clip's name from the path column, else from the audio's own path
@@ -249,137 +188,10 @@ def write_skipped(skipped: list[dict], path: str | Path) -> Path:
     return path
 
 
-# ------------------------------------------------------------------------------------------ finding the data
-
-
-def _resolve(dataset: str, language: str) -> _Source:
-    # The language is not checked against Whisper's list here: reading data needs only its folder or config,
-    # and a Common Voice locale that Whisper lacks must still load (the model side applies the fallbacks).
-    dataset = str(dataset)
-    if dataset in NAMED_DATASETS:
-        return _named_source(dataset, language)
-    path = Path(dataset).expanduser()
-    if path.is_dir():
-        return _local_source(path, _shown(path), language)
-    if hub := hub_id(dataset):
-        return _repository_source(hub, hub, language)
-    raise FileNotFoundError(f"Dataset folder {dataset!r} not found (a Hub id looks like 'org/name').")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _named_source(name: str, language: str) -> _Source:
-    root, title, how = NAMED_DATASETS[name]
-    folder = dataset_folder(name, language)
-    if not folder.is_dir():
-        found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_cv_folder(p)) if root.is_dir() else []
-        raise ValueError(
-            f"The {title} ({name!r}) has no language {language!r} (expected folder {_shown(folder)}); "
-            f"languages there: {', '.join(found) or f'none ({_shown(root)} is missing: {how})'}."
-        )
-    return _common_voice_source(folder, _shown(folder))
-
-
-def _local_source(path: Path, shown: str, language: str) -> _Source:
-    if _is_cv_folder(path):
-        return _common_voice_source(path, shown)
-    locales = sorted(p.name for p in path.iterdir() if p.is_dir() and _is_cv_folder(p))
-    if locales:  # a release folder
-        match = [name for name in locales if name == language] or [n for n in locales if n.lower() == language.lower()]
-        if not match:
-            raise ValueError(
-                f"No locale folder {language!r} in Common Voice release folder {shown}; locales found: "
-                f"{', '.join(locales)}."
-            )
-        return _common_voice_source(path / match[0], f"{shown}/{match[0]}")
-    splits = _audiofolder_splits(path)
-    if splits:
-        return _Source("audiofolder", path, shown, splits)
-    if any(path.rglob("*.parquet")) or any(path.rglob("*.arrow")) or (path / "README.md").is_file():
-        return _repository_source(str(path), shown, language)
-    entries = sorted(p.name for p in path.iterdir())[:10]
-    raise ValueError(
-        f"{shown} is not a Common Voice locale folder (expected {', '.join(CV_SPLIT_FILES)} and clips/), nor a "
-        f"release folder of locale folders, nor an audiofolder ({' or '.join(METADATA_FILES)} with file_name and a "
-        f"transcript column), nor a dataset repository (parquet files). Found: {', '.join(entries) or 'nothing'}."
-    )
-
-
-def _is_cv_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in CV_SPLIT_FILES)
-
-
-def _common_voice_source(folder: Path, shown: str) -> _Source:
-    splits = {}
-    for tsv in sorted(folder.glob("*.tsv")):  # also reported.tsv, clip_durations.tsv, ...: keep clip lists only
-        header = _tsv_header(tsv)
-        if "path" in header and "sentence" in header:
-            splits[tsv.stem] = tsv
-    if not splits:
-        raise ValueError(f"{shown}: no TSV file with 'path' and 'sentence' columns (Common Voice clip lists).")
-    if not (folder / "clips").is_dir():
-        raise FileNotFoundError(f"{shown}: no clips/ folder (Common Voice keeps the audio in clips/ next to the TSVs).")
-    return _Source("common_voice", folder, shown, splits)
-
-
-def _tsv_header(tsv: Path) -> list[str]:
-    with tsv.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a byte-order mark is not part of a name
-        return handle.readline().rstrip("\r\n").split("\t")
-
-
-def _audiofolder_splits(path: Path) -> dict[str, Path]:
-    splits = {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and _metadata_file(p)}
-    if not splits and _metadata_file(path):
-        splits = {"train": path}  # a single folder is the train split, as in datasets' audiofolder
-    return splits
-
-
-def _metadata_file(folder: Path) -> Path | None:
-    return next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
-
-
-def _repository_source(dataset_id: str, shown: str, language: str) -> _Source:
-    try:
-        configs = datasets.get_dataset_config_names(dataset_id)
-    except Exception as err:
-        if not Path(dataset_id).is_dir():
-            raise
-        raise ValueError(
-            f"{shown} is not a Common Voice locale or release folder nor an audiofolder, and datasets cannot read it "
-            f"as a dataset repository (a README.md or parquet files under data/): {type(err).__name__}: {err}"
-        ) from None
-    if language in configs:
-        config = language
-    elif configs == ["default"]:
-        config = None  # one configuration: the language only tells Whisper what it hears
-    else:
-        raise ValueError(
-            f"Dataset repository {shown} has no configuration {language!r}; available: {', '.join(configs)}."
-        )
-    names = datasets.get_dataset_split_names(dataset_id, config)
-    return _Source("repository", dataset_id, shown, {name: name for name in names}, config)
-
-
-def _pick_split(source: _Source, requested: str) -> str:
-    if requested in source.splits:
-        return requested
-    for group in SPLIT_ALIASES:
-        if requested in group:
-            for name in group:
-                if name in source.splits:
-                    return name
-    raise ValueError(f"No split {requested!r} in {source.label}; available: {', '.join(sorted(source.splits))}.")
-
-
 # ----------------------------------------------------------------------------------------------- reading rows
 
 
-def _rows(source: _Source, split: str):
+def _rows(source: Source, split: str):
     """Yield rows in our shape {"row", "audio": {"bytes", "path"}, "sentence", "client_id", "path", "skip"}
     from a local source; "skip" holds the reason when the row itself is unusable."""
     if source.kind == "common_voice":
@@ -406,7 +218,7 @@ def _cv_rows(folder: Path, tsv: Path):
 
 
 def _audiofolder_rows(folder: Path):
-    metadata = _metadata_file(folder)
+    metadata = metadata_file(folder)
     with metadata.open(encoding="utf-8-sig", newline="") as handle:
         if metadata.suffix == ".csv":
             reader = csv.DictReader(handle)
@@ -419,7 +231,7 @@ def _audiofolder_rows(folder: Path):
     speaker = next((c for c in SPEAKER_COLUMNS if c in columns), None)
     if "file_name" not in columns or text is None:
         raise ValueError(
-            f"{_shown(metadata)} needs a file_name column and a transcript column ({', '.join(TEXT_COLUMNS)}); "
+            f"{shown_path(metadata)} needs a file_name column and a transcript column ({', '.join(TEXT_COLUMNS)}); "
             f"found: {', '.join(c for c in columns if c) or 'none'}."
         )
     for number, record in records:
@@ -520,14 +332,14 @@ def _repository_columns(features: dict, shown: str) -> dict:
             **{ours: next((c for c in theirs if c in names), None) for ours, theirs in DEMOGRAPHICS.items()}}
 
 
-def _load_repository(source: _Source, split: str, streaming: bool):
+def _load_repository(source: Source, split: str, streaming: bool):
     ds = datasets.load_dataset(str(source.location), source.config, split=split, streaming=streaming)
     columns = _repository_columns(ds.features, source.shown)
     return ds.cast_column(columns["audio"], datasets.Audio(decode=False)), columns
 
 
-def _load_part(source: _Source, requested: str, sink: "_SkipSink") -> datasets.Dataset:
-    split = _pick_split(source, requested)
+def _load_part(source: Source, requested: str, sink: "_SkipSink") -> datasets.Dataset:
+    split = pick_split(source, requested)
     found = []  # skip records, sorted by row at the end
     if source.kind == "repository":
         raw, columns = _load_repository(source, split, streaming=False)
@@ -570,7 +382,7 @@ def _light_row(row: dict, requested: str, durations: dict) -> dict:
             **{k: str(row.get(k) or "") for k in DEMOGRAPHICS}, "split": requested, "row": row["row"], "skip": skip}
 
 
-def _clip_durations(source: _Source) -> dict[str, float]:
+def _clip_durations(source: Source) -> dict[str, float]:
     """Clip name -> seconds from Common Voice's clip_durations.tsv (header `clip`, `duration[ms]`), if present."""
     if source.kind != "common_voice" or not (Path(source.location) / CLIP_DURATIONS).is_file():
         return {}
@@ -586,12 +398,12 @@ def _clip_durations(source: _Source) -> dict[str, float]:
     return out
 
 
-def _light(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.Dataset:
+def _light(source: Source, names: list[str], sink: "_SkipSink") -> datasets.Dataset:
     """decode=False, not streamed: the rows of the requested splits, nothing decoded."""
     parts = []
     durations = _clip_durations(source)
     for requested in names:
-        split = _pick_split(source, requested)
+        split = pick_split(source, requested)
         if source.kind == "repository":  # the audio stays in the repository's own (memory-mapped) files
             raw, columns = _load_repository(source, split, streaming=False)
             part = raw.select_columns([c for c in dict.fromkeys(columns.values()) if c])
@@ -618,8 +430,8 @@ def _light(source: _Source, names: list[str], sink: "_SkipSink") -> datasets.Dat
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def _stream(source: _Source, names: list[str], sink: "_SkipSink", decode: bool = True) -> datasets.IterableDataset:
-    splits = [(requested, _pick_split(source, requested)) for requested in names]  # unknown splits fail now
+def _stream(source: Source, names: list[str], sink: "_SkipSink", decode: bool = True) -> datasets.IterableDataset:
+    splits = [(requested, pick_split(source, requested)) for requested in names]  # unknown splits fail now
     durations = _clip_durations(source) if not decode else {}
 
     def generate():
@@ -666,7 +478,7 @@ class _SkipSink:
             self.extra.append(record)
 
 
-def _log_summary(source: _Source, split: str, count: int, skipped: list[dict]) -> None:
+def _log_summary(source: Source, split: str, count: int, skipped: list[dict]) -> None:
     if skipped:
         kinds = Counter(record["reason"].split(":")[0] for record in skipped)
         details = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))

@@ -115,6 +115,17 @@ def _nvidia_smi() -> dict:
     return {"smi_name": parts[0], "smi_memory": parts[1], "driver": parts[2]} if len(parts) == 3 else {}
 
 
+def torch_device() -> str:
+    """The device torch can compute on here: "cuda", "mps" (Apple GPU) or "cpu". The one device probe: notebook
+    00's report, training's settings and inference's "auto" device all start from it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
 def accelerator_info() -> dict:
     """What is there to compute on: CUDA GPU (name, memory, bf16/fp16), Apple GPU, or CPU only."""
     import torch
@@ -128,14 +139,15 @@ def accelerator_info() -> dict:
         info["ram_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         info["ram_gib"] = None
-    if torch.cuda.is_available():
+    device = torch_device()
+    if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         major, minor = props.major, props.minor
         info.update(device="cuda", name=props.name, gpu_count=torch.cuda.device_count(),
                     memory_gib=round(props.total_memory / 2**30, 1), compute_capability=f"{major}.{minor}",
                     bf16=bool(torch.cuda.is_bf16_supported()), fp16=(major, minor) >= (5, 3))
         info.update(_nvidia_smi())
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    elif device == "mps":
         info.update(device="mps", name="Apple GPU (Metal)", gpu_count=1, fp16=True)
     return info
 
@@ -272,7 +284,7 @@ def ensure_local_model(model: str | Path) -> str:
 
 def clip_file(dataset: str, language: str, name: str) -> Path | None:
     """The audio file behind a loaded row's `path`, for local Common Voice style sources (None elsewhere)."""
-    from helpers.data import dataset_folder
+    from helpers.sources import dataset_folder
 
     base = dataset_folder(dataset, language)
     for candidate in (base / "clips" / name, base / language / "clips" / name, base / name):

@@ -59,7 +59,7 @@ SPLITS = ("train", "dev", "test")
 
 def sample_folder(language: str) -> Path:
     """The embedded sample's folder for `language`, or the English one when the sample lacks the language."""
-    from helpers.data import SAMPLE_DIR
+    from helpers.sources import SAMPLE_DIR
 
     folder = SAMPLE_DIR / language
     return folder if folder.is_dir() else SAMPLE_DIR / "en"
@@ -209,7 +209,7 @@ def inventory_rows(inventory: Mapping[str, Mapping[str, int]], max_chars: int = 
     """One row per category: code, meaning, number of distinct characters, total count, the characters
     (most frequent first; marks on a dotted circle, invisible ones as U+XXXX) and the normalisation question
     it raises."""
-    from helpers.normalize import show_char
+    from helpers.golden_rule import show_char
 
     rows = []
     for category, chars in inventory.items():

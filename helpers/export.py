@@ -28,24 +28,6 @@ def folder_megabytes(folder: str | Path) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
-def convert(model_dir: str | Path, out_dir: str | Path, quantization: str = "float32") -> Path:
-    """Convert a saved transformers Whisper folder to CTranslate2 in `out_dir`, with the files faster-whisper needs.
-
-    `quantization` is how the weights are stored: "float32", "float16", "int8", "int8_float16", ...; a model
-    stored in one type can still be loaded in another (`compute_type`)."""
-    from ctranslate2.converters import TransformersConverter
-
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    missing = [name for name in FASTER_WHISPER_FILES if not (model_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{model_dir.as_posix()} has no {' or '.join(missing)}: save the processor with the model "
-            "(`processor.save_pretrained(folder)`, as notebook 03 does) before converting it.")
-    TransformersConverter(str(model_dir), copy_files=list(FASTER_WHISPER_FILES)).convert(
-        str(out_dir), quantization=quantization, force=True)
-    return out_dir
-
-
 @dataclass
 class Backend:
     """One way of running a model and what it wrote for each clip, with the time it took."""

@@ -144,8 +144,3 @@ def whisper_language_code(locale: str) -> str:
     name, reason = _resolve(locale)
     _warn_if_fallback(locale, name, reason)
     return TO_LANGUAGE_CODE[name]
-
-
-def is_fallback(locale: str) -> bool:
-    """True when `locale` is not one of Whisper's languages and a related language stands in for it."""
-    return _resolve(locale)[1] is not None

@@ -101,12 +101,6 @@ def wer(references: Sequence[str], predictions: Sequence[str]) -> float:
     return word_counts(refs, preds).rate
 
 
-def cer(references: Sequence[str], predictions: Sequence[str]) -> float:
-    """Corpus character error rate in percent over non-empty references."""
-    refs, preds, _ = usable_pairs(references, predictions)
-    return char_counts(refs, preds).rate
-
-
 def clip_wer(reference: str, prediction: str) -> float:
     """One clip's WER in percent; nan for an empty reference."""
     reference, prediction = _clean(reference), _clean(prediction)

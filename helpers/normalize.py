@@ -1,4 +1,4 @@
-"""Text normalisation for training and evaluation, and a checker for the golden rule.
+"""Text normalisation for training and evaluation.
 
 The rules of the fine-tuning event: lower-casing and removing typographical symbols and punctuation are allowed
 (and recommended), but never remove a character whose removal turns a word into another word (English "it's"
@@ -11,9 +11,8 @@ Three pieces:
   `RuleSet.for_language("tr").apply("İstanbul'da IRMAK")` -> "istanbul'da ırmak".
 - `eval_normalizer(language)`: Whisper's own evaluation normaliser from transformers (`EnglishTextNormalizer`
   for English, `BasicTextNormalizer` otherwise), not a rewrite.
-- `golden_rule_violations(sentences, normalize)`: every group of distinct words of a corpus that a normalising
-  function maps to the same word, e.g. {"its": ["it's", "its"]}; merges that only differ by letter case
-  (The/the) are reported apart, since lower-casing is allowed.
+- `helpers.golden_rule.golden_rule_violations(sentences, normalize)`: the check that a normalisation keeps the
+  golden rule.
 
 `save_normalization` / `load_normalization` carry the choice from notebook 02 to notebooks 03 and 04 through
 `<run_dir>/normalization.json`.
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable
@@ -175,24 +173,17 @@ class RuleSet:
         return cls.from_dict(data)
 
     # ----- the rules -----
+    @staticmethod
+    def _inside_words(text: str, chars: str, inside: Callable[[str], bool], mode: str, kept: str) -> str:
+        """Each of `chars` between two characters that pass `inside`: written as `kept`, removed or a space."""
+        replacement = {"keep": kept, "remove": "", "space": " "}[mode]
+        return "".join(replacement if ch in chars and _between(text, i, inside) else ch for i, ch in enumerate(text))
+
     def _apostrophes(self, text: str) -> str:
-        out = []
-        for i, ch in enumerate(text):
-            if ch in APOSTROPHES and _between(text, i, _is_letter):
-                out.append({"keep": "'", "remove": "", "space": " "}[self.apostrophes])
-            else:
-                out.append(ch)
-        return "".join(out)
+        return self._inside_words(text, APOSTROPHES, _is_letter, self.apostrophes, "'")
 
     def _hyphens(self, text: str) -> str:
-        text = text.replace(SOFT_HYPHEN, "")
-        out = []
-        for i, ch in enumerate(text):
-            if ch in HYPHENS and _between(text, i, _is_word_char):
-                out.append({"keep": "-", "remove": "", "space": " "}[self.hyphens])
-            else:
-                out.append(ch)
-        return "".join(out)
+        return self._inside_words(text.replace(SOFT_HYPHEN, ""), HYPHENS, _is_word_char, self.hyphens, "-")
 
     def _punctuation(self, text: str) -> str:
         out = []
@@ -312,169 +303,6 @@ def eval_normalizer(language: str) -> Callable[[str], str]:
 
 
 # ----- the golden-rule checker -----
-# Punctuation stripped from the edges of a whitespace token before it counts as a word ("¿Qué?" -> "Qué"),
-# except signs that carry meaning ("50%").
-_EDGE_KEEP = "%‰#@&§"
-
-
-def _strip_edges(token: str) -> str:
-    start, end = 0, len(token)
-    while start < end and unicodedata.category(token[start])[0] == "P" and token[start] not in _EDGE_KEEP:
-        start += 1
-    while end > start and unicodedata.category(token[end - 1])[0] == "P" and token[end - 1] not in _EDGE_KEEP:
-        end -= 1
-    return token[start:end]
-
-
-def words(sentence: str) -> list[str]:
-    """The words of a sentence as the checker sees them: whitespace-separated, edge punctuation stripped."""
-    return [w for w in (_strip_edges(t) for t in sentence.split()) if w]
-
-
-def _spelling_keys(word: str) -> tuple[str, str]:
-    """Two keys that are equal for words that differ only by letter case or typographic form (Unicode
-    compatibility form, which apostrophe or hyphen character): a case-folded one and a Turkish lower-cased one."""
-    text = unicodedata.normalize("NFKC", word)
-    for ch in APOSTROPHES:
-        text = text.replace(ch, "'")
-    for ch in HYPHENS:
-        text = text.replace(ch, "-")
-    turkic = text.replace("I", "ı").replace("İ", "i").lower()
-    return text.casefold(), turkic
-
-
-@dataclass(frozen=True)
-class WordVariant:
-    word: str
-    count: int
-    example: str  # the first sentence of the corpus that contains the word
-
-
-@dataclass
-class Merge:
-    """Distinct original words that normalise to the same word."""
-
-    normalized: str
-    variants: list[WordVariant]
-    removed_chars: str  # characters of the (lower-cased) originals that the normalised word lacks
-    case_only: bool  # the words differ only by letter case or typographic form (The/the, it’s/it's)
-
-    @property
-    def words(self) -> list[str]:
-        return [v.word for v in self.variants]
-
-    def line(self) -> str:
-        variants = ", ".join(f"{v.word} ({v.count}×)" for v in self.variants)
-        removed = f"   lost: {' '.join(show_char(c) for c in self.removed_chars)}" if self.removed_chars else ""
-        return f"'{self.normalized}' <- {variants}{removed}"
-
-
-@dataclass
-class GoldenRuleReport:
-    """What `golden_rule_violations` found. `merges` break the golden rule; `case_merges` are allowed."""
-
-    merges: dict[str, Merge]
-    case_merges: dict[str, Merge]
-    words_checked: int
-    distinct_words: int
-    sentences: int
-
-    @property
-    def ok(self) -> bool:
-        return not self.merges
-
-    @property
-    def offending_chars(self) -> str:
-        """Every character whose loss took part in a real merge, in order of first appearance."""
-        seen = dict.fromkeys(ch for m in self.merges.values() for ch in m.removed_chars)
-        return "".join(seen)
-
-    def groups(self) -> dict[str, list[str]]:
-        """The real merges as {normalised word: [original words]}, e.g. {"its": ["it's", "its"]}."""
-        return {key: merge.words for key, merge in self.merges.items()}
-
-    def summary(self, limit: int = 15, examples: bool = True) -> str:
-        """Plain text: a loud banner when the rule set merges distinct words, then each merge."""
-        lines = [f"checked {self.words_checked} words ({self.distinct_words} distinct) in {self.sentences} sentences"]
-        if self.merges:
-            chars = ", ".join(char_label(c) for c in self.offending_chars) or "none (characters were replaced)"
-            lines += [
-                "!" * 78,
-                f"!! GOLDEN RULE VIOLATED: {len(self.merges)} group(s) of distinct words become the same word.",
-                f"!! Characters whose removal merges words: {chars}",
-                "!" * 78,
-            ]
-            for merge in list(self.merges.values())[:limit]:
-                lines.append("  " + merge.line())
-                if examples:
-                    for v in merge.variants:
-                        lines.append(f"      {v.word}: {v.example}")
-            if len(self.merges) > limit:
-                lines.append(f"  ... and {len(self.merges) - limit} more")
-        else:
-            lines.append("golden rule kept: no two distinct words become the same word")
-        lines.append(f"case-only merges (allowed, lower-casing): {len(self.case_merges)}"
-                     + (" e.g. " + "; ".join(" / ".join(m.words) for m in list(self.case_merges.values())[:3])
-                        if self.case_merges else ""))
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        def merge_dict(m: Merge) -> dict:
-            return {"words": {v.word: v.count for v in m.variants}, "removed_chars": m.removed_chars}
-
-        return {
-            "sentences": self.sentences,
-            "words_checked": self.words_checked,
-            "distinct_words": self.distinct_words,
-            "merges": {k: merge_dict(m) for k, m in self.merges.items()},
-            "case_merges": len(self.case_merges),
-            "offending_chars": self.offending_chars,
-        }
-
-
-def golden_rule_violations(sentences: Iterable[str], normalize: Callable[[str], str]) -> GoldenRuleReport:
-    """Every group of distinct words of `sentences` that `normalize` maps to the same word.
-
-    Words are the whitespace-separated tokens of each sentence with quotation marks and sentence punctuation
-    stripped from their edges; `normalize` is called once per distinct word (its output's whitespace is
-    collapsed). Groups whose words differ only by letter case or typographic form (The/the, it’s/it's) go to
-    `case_merges`; all others to `merges`, with the characters that were lost. Words that normalise to nothing
-    are ignored. Results are sorted by normalised word, variants by count (most frequent first).
-    """
-    counts: Counter = Counter()
-    examples: dict[str, str] = {}
-    n_sentences = 0
-    for sentence in sentences:
-        if not isinstance(sentence, str):
-            raise TypeError(f"sentence {n_sentences} is a {type(sentence).__name__}, not a string: {sentence!r}")
-        n_sentences += 1
-        for word in words(sentence):
-            counts[word] += 1
-            examples.setdefault(word, sentence)
-    groups: dict[str, list[str]] = {}
-    for word in counts:
-        key = " ".join(str(normalize(word)).split())
-        if key:
-            groups.setdefault(key, []).append(word)
-    merges: dict[str, Merge] = {}
-    case_merges: dict[str, Merge] = {}
-    for key in sorted(groups):
-        group = groups[key]
-        if len(group) < 2:
-            continue
-        group.sort(key=lambda w: (-counts[w], w))
-        keys = [_spelling_keys(w) for w in group]
-        case_only = len({k[0] for k in keys}) == 1 or len({k[1] for k in keys}) == 1
-        lost: dict[str, None] = {}
-        for word in group:
-            lowered = unicodedata.normalize("NFC", word).lower()
-            for ch, n in (Counter(lowered) - Counter(key)).items():
-                lost.setdefault(ch)
-        merge = Merge(key, [WordVariant(w, counts[w], examples[w]) for w in group], "".join(lost), case_only)
-        (case_merges if case_only else merges)[key] = merge
-    return GoldenRuleReport(merges, case_merges, sum(counts.values()), len(counts), n_sentences)
-
-
 # ----- corpus helpers for the notebook -----
 def take_sentences(rows: Iterable, limit: int = 0) -> list[str]:
     """The `sentence` of the first `limit` rows (all rows when limit is 0) of a dataset or a stream of rows."""
@@ -516,22 +344,6 @@ def character_changes(sentences: Iterable[str], rules: RuleSet) -> dict[str, str
         kind = "lower-cased" if lower != ch and all(c in after for c in lower) else "removed"
         changes[kind] += ch
     return changes
-
-
-# ----- showing characters -----
-def show_char(ch: str) -> str:
-    """A character as it can be read in a table: marks on a dotted circle, invisible ones by code point."""
-    cat = unicodedata.category(ch)
-    if cat[0] == "M":
-        return "◌" + ch
-    if cat[0] in "ZC":
-        return f"U+{ord(ch):04X}"
-    return ch
-
-
-def char_label(ch: str) -> str:
-    """A character with its Unicode name, e.g. "' (APOSTROPHE)", "◌ा (DEVANAGARI VOWEL SIGN AA)"."""
-    return f"{show_char(ch)} ({unicodedata.name(ch, f'U+{ord(ch):04X}')})"
 
 
 # ----- the choice, saved for notebooks 03 and 04 -----

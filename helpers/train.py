@@ -350,34 +350,20 @@ def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tup
 # ---------------------------------------------------------------------------------------- report + plot
 
 
-def history_frame(log_history: list) -> dict[str, list]:
-    """Steps and values of the training loss and the evaluation WERs, for plotting and tables."""
-    out = {"loss_step": [], "loss": [], "eval_step": [], "wer": [], "wer_orthographic": []}
-    for h in log_history:
-        if "loss" in h:
-            out["loss_step"].append(h["step"])
-            out["loss"].append(h["loss"])
-        if "eval_wer" in h:
-            out["eval_step"].append(h["step"])
-            out["wer"].append(h["eval_wer"])
-            out["wer_orthographic"].append(h.get("eval_wer_orthographic"))
-    return out
-
-
 def plot_history(log_history: list, zero_shot_metrics: dict | None = None):
     """Training loss and evaluation WER against steps (zero-shot WER drawn at step 0)."""
     import matplotlib.pyplot as plt
 
-    h = history_frame(log_history)
-    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax_loss.plot(h["loss_step"], h["loss"], marker=".")
-    ax_loss.set(xlabel="step", ylabel="training loss", title="Training loss")
-    steps, wer, orth = list(h["eval_step"]), list(h["wer"]), list(h["wer_orthographic"])
+    losses = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h["eval_wer"], h.get("eval_wer_orthographic")) for h in log_history if "eval_wer" in h]
     if zero_shot_metrics and zero_shot_metrics.get("wer") is not None:
-        steps, wer = [0] + steps, [zero_shot_metrics["wer"]] + wer
-        orth = [zero_shot_metrics.get("wer_orthographic")] + orth
-    ax_wer.plot(steps, wer, marker="o", label="normalised")
-    ax_wer.plot(steps, orth, marker="s", linestyle="--", label="orthographic")
+        evals.insert(0, (0, zero_shot_metrics["wer"], zero_shot_metrics.get("wer_orthographic")))
+    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot([step for step, _ in losses], [loss for _, loss in losses], marker=".")
+    ax_loss.set(xlabel="step", ylabel="training loss", title="Training loss")
+    steps = [step for step, _, _ in evals]
+    ax_wer.plot(steps, [wer for _, wer, _ in evals], marker="o", label="normalised")
+    ax_wer.plot(steps, [orth for _, _, orth in evals], marker="s", linestyle="--", label="orthographic")
     ax_wer.set(xlabel="step", ylabel="WER %", title="Evaluation WER (step 0 = zero-shot)")
     ax_wer.set_ylim(bottom=0)
     ax_wer.legend()
@@ -387,17 +373,15 @@ def plot_history(log_history: list, zero_shot_metrics: dict | None = None):
 
 def write_examples(path: str | Path, zero_shot_examples: dict, final_examples: dict) -> Path:
     """A CSV of reference, zero-shot and fine-tuned transcripts of the evaluation clips."""
-    path = Path(path)
     refs = final_examples.get("references") or zero_shot_examples.get("references") or []
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    blank = [""] * len(refs)
+    rows = zip(refs, zero_shot_examples.get("predictions") or blank, final_examples.get("predictions") or blank,
+               final_examples.get("looped") or [False] * len(refs))
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["reference", "zero_shot", "fine_tuned", "fine_tuned_looped"])
-        for i, ref in enumerate(refs):
-            zs = (zero_shot_examples.get("predictions") or [""] * len(refs))[i] if zero_shot_examples else ""
-            ft = (final_examples.get("predictions") or [""] * len(refs))[i] if final_examples else ""
-            looped = (final_examples.get("looped") or [False] * len(refs))[i] if final_examples else False
-            writer.writerow([ref, zs, ft, looped])
-    return path
+        writer.writerows(rows)
+    return Path(path)
 
 
 def read_examples(path: str | Path) -> list[dict]:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data import decode_clip, load_split, resolve_dataset, text_rows, write_skipped
+from helpers.data import decode_clip, load_split, text_rows, write_skipped
+from helpers.sources import resolve_dataset
 
 CV11_HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale",
                "segment"]

@@ -50,14 +50,41 @@ def test_check_python():
 
 
 # -------------------------------------------------------------------------------------------- accelerator
-def test_accelerator_info_on_this_machine():
+@pytest.mark.parametrize("cuda, mps, expected, inference", [
+    (True, False, "cuda", "cuda"), (False, True, "mps", "cpu"), (False, False, "cpu", "cpu")])
+def test_one_device_probe_behind_training_and_inference(cuda, mps, expected, inference, monkeypatch):
     import torch
 
+    from helpers.inference import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert env.torch_device() == expected
+    assert pick_device("auto") == inference and pick_device("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_accelerator_info_reads_what_torch_sees(cuda, monkeypatch):
+    """Both branches with the device faked: a machine without a GPU, and one with a T4 (no bf16, 15 GiB)."""
+    import types
+
+    import torch
+
+    t4 = types.SimpleNamespace(name="Tesla T4", major=7, minor=5, total_memory=15 * 2**30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: t4)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(env, "_nvidia_smi", lambda: {})
     info = env.accelerator_info()
-    assert info["device"] in ("cpu", "cuda", "mps")
-    assert (info["device"] == "cuda") == torch.cuda.is_available()
-    if info["device"] == "cpu":
-        assert info["memory_gib"] is None and not info["bf16"] and info["cpu_cores"] >= 1
+    if cuda:
+        assert (info["device"], info["name"], info["memory_gib"], info["compute_capability"]) == (
+            "cuda", "Tesla T4", 15.0, "7.5")
+        assert info["fp16"] and not info["bf16"] and info["gpu_count"] == 1
+    else:
+        assert (info["device"], info["memory_gib"], info["bf16"], info["gpu_count"]) == ("cpu", None, False, 0)
+        assert info["cpu_cores"] >= 1
 
 
 @pytest.mark.parametrize("memory, bf16, expected_precision, expected_plans", [

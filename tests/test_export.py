@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from benchmarks.common import convert
 from helpers import export as E
 from helpers.audio import SAMPLING_RATE
 from helpers.metrics import compute_metrics
@@ -56,7 +57,7 @@ def test_converting_a_folder_without_the_feature_settings_says_what_to_save(tmp_
     shutil.copytree(base_dir, model)
     (model / "preprocessor_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="preprocessor_config.json.*save_pretrained"):
-        E.convert(model, tmp_path / "out")
+        convert(model, tmp_path / "out")
 
 
 def test_transformers_long_form_needs_more_than_30_seconds(base_dir):
@@ -81,9 +82,9 @@ def test_faster_whisper_with_padded_clips_writes_what_transformers_writes(tmp_pa
 
     from helpers.inference import clip_array, load_model, transcribe
 
-    float32 = E.convert(base_dir, tmp_path / "float32")
+    float32 = convert(base_dir, tmp_path / "float32")
     assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in float32.iterdir()}
-    int8 = E.convert(base_dir, tmp_path / "int8", quantization="int8")
+    int8 = convert(base_dir, tmp_path / "int8", quantization="int8")
     assert E.folder_megabytes(int8) < 0.4 * E.folder_megabytes(float32)
 
     model, processor = load_model(base_dir)

@@ -43,8 +43,8 @@ def test_wer_can_exceed_100_and_empty_prediction_is_all_deletions():
 
 def test_cer_by_hand():
     # "abcd" -> "abxd": one substituted character out of 4; "ab" -> "abc": one inserted out of 2. (1+1)/(4+2)
-    assert M.cer(["abcd"], ["abxd"]) == pytest.approx(25.0)
-    assert M.cer(["abcd", "ab"], ["abxd", "abc"]) == pytest.approx(100 * 2 / 6)
+    assert M.char_counts(["abcd"], ["abxd"]).rate == pytest.approx(25.0)
+    assert M.char_counts(["abcd", "ab"], ["abxd", "abc"]).rate == pytest.approx(100 * 2 / 6)
 
 
 def test_empty_references_are_excluded_and_counted():

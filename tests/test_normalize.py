@@ -6,15 +6,14 @@ import json
 
 import pytest
 
+from helpers.golden_rule import char_label, golden_rule_violations, words
 from helpers.normalize import (
     RuleSet,
-    char_label,
     character_changes,
     eval_normalizer,
     eval_normalizer_from_name,
     eval_normalizer_name,
     format_steps,
-    golden_rule_violations,
     load_normalization,
     lowercase,
     save_normalization,
@@ -22,7 +21,6 @@ from helpers.normalize import (
     steps_widget,
     take_sentences,
     training_transform,
-    words,
 )
 
 # ----- golden examples: the recommended rules for each sample language -----

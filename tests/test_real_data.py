@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 
 from tools import make_real_data as R
-from helpers.data import REAL_DIR, load_split
+from helpers.data import load_split
+from helpers.sources import REAL_DIR
 from helpers.prepare import sentence_key
 
 

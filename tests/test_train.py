@@ -336,7 +336,7 @@ def test_training_arguments_use_current_names_and_log_under_run_dir(tmp_path):
     assert args.output_dir == str(tmp_path / "r" / "checkpoints")
     assert args.report_to == ["tensorboard"] and args.disable_tqdm
     assert args.eval_strategy == "steps" and args.save_steps == 2 and args.predict_with_generate
-    assert args.activation_checkpointing is False and args.use_cpu == (not torch.cuda.is_available())
+    assert args.activation_checkpointing is False and args.use_cpu is True  # the CPU settings, on any machine
     assert args.generation_max_length == 128 and not args.push_to_hub
     assert T.training_arguments(cfg, ST.resolve_settings(cfg, suggest_defaults(512, "cpu")),
                                 generation_max_length=200).generation_max_length == 200

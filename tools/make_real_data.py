@@ -45,7 +45,8 @@ from typing import Callable
 import soundfile as sf
 
 from helpers.audio import AudioError, decode
-from helpers.data import CLIP_DURATIONS, REAL_DIR, SAMPLING_RATE
+from helpers.data import CLIP_DURATIONS, SAMPLING_RATE
+from helpers.sources import REAL_DIR
 from helpers.files import write_json
 from tools.make_sample import SPLITS, swapped_in, write_splits
 from helpers.prepare import sentence_key
