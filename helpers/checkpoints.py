@@ -1,8 +1,8 @@
 """Checkpoints of a training run: resume an interrupted run, recognise a finished one, save the final model.
 
-Everything lives in run_dir: checkpoints/ (the newest complete one is kept, for resuming), model/ (the final model;
-its trainer_state.json marks the run as finished) and train_seconds.json (training time over all the sessions of
-an interrupted run, and how long the steps waited for their batches).
+Everything lives in run_dir: checkpoints/ (the newest complete one is kept, for resuming) and model/ (the final
+model; its trainer_state.json marks the run as finished). The run's training time, over all the sessions of an
+interrupted run, travels in the trainer state of each checkpoint (the Trainer's `stateful_callbacks`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.files import write_json
 from helpers.prepare import READ_SKIPS
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
 FINISHED_MARKER = "trainer_state.json"  # written into run_dir/model once training has completed
-CLOCK_FILE = "train_seconds.json"  # training time so far, summed over the sessions of an interrupted run
+CLOCK = "TrainingClock"  # the clock's entry in a trainer state's stateful_callbacks
 
 
 def last_checkpoint(run_dir: str | Path) -> Path | None:
@@ -38,10 +37,7 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 
 def finished_state(run_dir: str | Path) -> dict | None:
     """The trainer state of a completed run in run_dir/model, or None."""
-    path = Path(run_dir) / MODEL / FINISHED_MARKER
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _read_state(Path(run_dir) / MODEL / FINISHED_MARKER)
 
 
 @dataclass
@@ -65,31 +61,39 @@ def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
     return (done[-1]["train_runtime"], done[-1].get("train_samples_per_second")) if done else (None, None)
 
 
-def _clock(path: Path) -> dict:
-    """The clock file's {"seconds", "data_wait_seconds", "step"} ({} when there is none)."""
-    try:
-        clock = json.loads(path.read_text(encoding="utf-8"))
-        return clock if isinstance(clock, dict) and isinstance(clock.get("seconds"), (int, float)) else {}
-    except (OSError, ValueError):
-        return {}
+def _read_state(path: Path) -> dict | None:
+    """A trainer_state.json as a dict (None when there is none)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _run_seconds(run_dir: Path, history: list) -> float | None:
-    """Training time of a run read back from disk: the clock file (all sessions), else the trainer's own log."""
-    return _clock(run_dir / CLOCK_FILE).get("seconds") or _train_numbers(history)[0]
+def _saved_clock(state: dict | None) -> dict:
+    """{"seconds", "data_wait_seconds"} of the training clock kept in a trainer state ({} when it has none)."""
+    return (((state or {}).get("stateful_callbacks") or {}).get(CLOCK) or {}).get("attributes") or {}
 
 
-def _clock_callback(path: Path, before: dict):
-    """Keeps run_dir/train_seconds.json at `before` + this session's time, written at every checkpoint and at the
-    end, so that a resumed run reports the time of all its sessions. It also adds up how long the steps waited for
-    their batches: from the end of a step (or of its logging, evaluation and checkpoint) to the start of the next,
-    the Trainer does nothing but fetch the next batches from the DataLoader."""
+def _clock_callback(before: dict):
+    """Times the run: `before` (the sessions before an interruption) + this session. The Trainer keeps its totals in
+    every checkpoint's trainer state (it is an ExportableState), so a resumed run reports the time of all its
+    sessions. It also adds up how long the steps waited for their batches: from the end of a step (or of its
+    logging, evaluation and checkpoint) to the start of the next, the Trainer only fetches the next batches."""
     from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
 
-    class TrainingClock(TrainerCallback):
+    class TrainingClock(TrainerCallback, ExportableState):
+        start = mark = None
+        waited = 0.0
+
+        def totals(self) -> dict:
+            seconds = time.time() - self.start if self.start else 0.0
+            return {"seconds": round(before.get("seconds", 0.0) + seconds, 1),
+                    "data_wait_seconds": round(before.get("data_wait_seconds", 0.0) + self.waited, 2)}
+
+        def state(self) -> dict:
+            return {"args": {}, "attributes": self.totals()}
+
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = self.mark = time.time()
-            self.waited = 0.0
+            state.stateful_callbacks.setdefault(CLOCK, self.state())  # a checkpoint saved without a clock
 
         def on_step_begin(self, args, state, control, **kwargs):
             if self.mark is not None:
@@ -99,20 +103,7 @@ def _clock_callback(path: Path, before: dict):
         def on_step_end(self, args, state, control, **kwargs):
             self.mark = time.time()
 
-        on_log = on_evaluate = on_step_end  # the next batch is fetched after these
-
-        def _write(self, state):
-            if state.is_world_process_zero:
-                write_json({"seconds": round(before.get("seconds", 0.0) + time.time() - self.start, 1),
-                            "data_wait_seconds": round(before.get("data_wait_seconds", 0.0) + self.waited, 2),
-                            "step": state.global_step}, path)
-
-        def on_save(self, args, state, control, **kwargs):
-            self._write(state)
-            self.mark = time.time()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self._write(state)
+        on_log = on_evaluate = on_save = on_step_end  # the next batch is fetched after these
 
     return TrainingClock()
 
@@ -165,9 +156,9 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         )
         if trainer.is_world_process_zero():
             print(message, flush=True)
-        history = state.get("log_history", [])
-        return TrainingOutcome("already finished", max_steps, None, _run_seconds(run_dir, history),
-                               _train_numbers(history)[1], history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
+        history, clock = state.get("log_history", []), _saved_clock(state)
+        return TrainingOutcome("already finished", max_steps, None, clock.get("seconds") or _train_numbers(history)[0],
+                               _train_numbers(history)[1], history, clock.get("data_wait_seconds"))
     checkpoint = last_checkpoint(run_dir)
     step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
     if step > max_steps:
@@ -190,9 +181,9 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         if trainer.is_world_process_zero():
             print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
                   "model).", flush=True)
-        history = list(trainer.state.log_history)
-        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, _run_seconds(run_dir, history),
-                               None, history, _clock(run_dir / CLOCK_FILE).get("data_wait_seconds"))
+        clock = _saved_clock(_read_state(checkpoint / "trainer_state.json"))
+        return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, clock.get("seconds"), None,
+                               list(trainer.state.log_history), clock.get("data_wait_seconds"))
     if checkpoint is not None:
         message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
         status = "resumed"
@@ -201,24 +192,18 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         status = "trained"
     if trainer.is_world_process_zero():
         print(message, flush=True)
-    before = _clock(run_dir / CLOCK_FILE) if checkpoint else {}
-    clock = _clock_callback(run_dir / CLOCK_FILE, before)
+    clock = _clock_callback(_saved_clock(_read_state(checkpoint / "trainer_state.json")) if checkpoint else {})
     trainer.add_callback(clock)
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         trainer.remove_callback(clock)
-    return TrainingOutcome(
-        status,
-        trainer.state.global_step,
-        resumed_from=checkpoint.name if checkpoint else None,
-        # one clock: what the clock file says, as a re-run of a finished run reads it back (the trainer's own
-        # train_runtime is measured over a slightly different span)
-        train_seconds=_clock(run_dir / CLOCK_FILE).get("seconds") or result.metrics.get("train_runtime", 0.0),
-        samples_per_second=result.metrics.get("train_samples_per_second"),
-        log_history=list(trainer.state.log_history),
-        data_wait_seconds=_clock(run_dir / CLOCK_FILE).get("data_wait_seconds"),
-    )
+    totals = clock.totals()
+    trainer.state.stateful_callbacks[CLOCK] = clock.state()  # what save_final_model writes with the model
+    # one clock: the trainer's own train_runtime covers this session only, over a slightly different span
+    return TrainingOutcome(status, trainer.state.global_step, checkpoint.name if checkpoint else None,
+                           totals["seconds"], result.metrics.get("train_samples_per_second"),
+                           list(trainer.state.log_history), totals["data_wait_seconds"])
 
 
 # ------------------------------------------------------------------------------------------------ save

@@ -14,8 +14,7 @@ command after an interruption resumes from the last checkpoint; a finished run i
 --retrain true.
 
 Everything lands in run_dir: checkpoints/ (for resuming), tensorboard/, model/ (final model, processor,
-generation config, README.md model card), training.json, train_seconds.json, zero_shot.json, dropped_rows.csv,
-examples.csv.
+generation config, README.md model card), training.json, zero_shot.json, dropped_rows.csv, examples.csv.
 """
 
 from __future__ import annotations
