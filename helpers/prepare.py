@@ -313,16 +313,9 @@ def configure_language(processor, model, language: str | None, task: str = "tran
     make `generate()` (during evaluation and after saving) start the same way.
     `language` is a Common Voice locale ("es") or a Whisper name ("spanish").
     """
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+    from helpers.languages import whisper_language
 
-    name = None
-    if language:
-        if language.lower() in TO_LANGUAGE_CODE and language.lower() not in LANGUAGES:
-            name = language.lower()  # already a Whisper language name
-        else:
-            from helpers.languages import whisper_language
-
-            name = whisper_language(language)
+    name = whisper_language(language) if language else None
     gen = model.generation_config
     gen.forced_decoder_ids = None
     if not is_multilingual(model):
