@@ -35,8 +35,9 @@ def test_smoke_batch_over_the_real_notebooks(tmp_path):
     notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     for language, row in rows.items():
         assert row["status"] == "ok", row
-        for key in ("zero_shot_wer", "fine_tuned_wer", "wer_orthographic", "cer", "rtfx"):
-            assert float(row[key]) >= 0, (language, key, row[key])
+        for key in ("zero_shot_wer", "fine_tuned_wer", "wer_orthographic", "cer"):
+            assert 0 <= float(row[key]) < 150, (language, key, row[key])  # percent; far above 100 = looping
+        assert float(row["rtfx"]) > 0, row
         assert float(row["clips"]) > 0 and float(row["hours"]) > 0, row
         status = json.loads((runs / language / "status.json").read_text())
         assert {name: entry["state"] for name, entry in status["notebooks"].items()} == dict.fromkeys(notebooks, "ok")

@@ -289,7 +289,8 @@ def test_transcriber_widget_clip_and_upload(tiny_run, capsys, sample_root):
     upload.value = ({"name": "broken.mp3", "type": "audio/mpeg", "size": 3, "content": memoryview(b"abc"),
                      "last_modified": STAMP},)
     button.click()
-    assert "broken.mp3" in capsys.readouterr().out  # a clear message, not a traceback
+    shown = capsys.readouterr().out  # a clear message, not a traceback, and nothing transcribed
+    assert "broken.mp3: corrupt or unsupported audio" in shown and "uploaded" not in shown
 
 
 def test_worst_clips_with_players(tiny_run, capsys):

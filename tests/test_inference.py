@@ -119,7 +119,7 @@ def test_generation_kwargs_english_only(tiny_en_dir):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_en_dir):
-    return I.load_model(tiny_en_dir)
+    return I.load_model(tiny_en_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,6 @@ def test_batched_equals_one_by_one_and_is_accurate(tiny, en_clips):
     assert batched.audio_seconds == pytest.approx(sum(durations), abs=0.01)
     assert batched.clip_seconds == pytest.approx(durations, abs=0.01)
     assert batched.compute_seconds > 0
-    assert batched.rtfx == pytest.approx(batched.audio_seconds / batched.compute_seconds)
     assert batched.device == "cpu" and batched.dtype == "float32"
 
 

@@ -24,6 +24,13 @@ SENTENCES = ["the cat sat on the mat", "a red boat on the lake", "we walk to sch
              "it is cold today", "she reads a book"]
 
 
+@pytest.fixture(autouse=True)
+def two_core_cpu(monkeypatch):
+    """Every run here trains on a 2-core CPU, whatever this machine has: settings come from the faked probe."""
+    monkeypatch.setattr(ST, "accelerator_info",
+                        lambda: {"device": "cpu", "cpu_cores": 2, "memory_gib": None, "bf16": False})
+
+
 def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
     """Short tone-and-noise clips with English sentences (no real speech needed to exercise the machinery)."""
     rng = np.random.default_rng(seed)
@@ -455,7 +462,7 @@ def test_script_runs_the_whole_pipeline_and_does_not_retrain(mini_dir, tmp_path,
     assert summary["dropped"]["overlap with evaluation split"]["by_reason"] == {P.REASON_SENTENCE: 1}
     assert summary["dropped"]["filters (training)"]["by_reason"] == {P.REASON_AUDIO: 1}
     assert summary["zero_shot"]["wer"] is not None and summary["final"]["wer"] is not None
-    assert summary["device"] != "cpu" or summary["precision"] == "fp32"  # no mixed precision on a CPU
+    assert (summary["device"], summary["precision"], summary["dataloader_workers"]) == ("cpu", "fp32", 1)
     for name in ("model/config.json", "model/generation_config.json", "model/README.md", "model/tokenizer.json",
                  "model/preprocessor_config.json", "dropped_rows.csv", "examples.csv", "zero_shot.json"):
         assert (run_dir / name).is_file(), name
@@ -491,7 +498,7 @@ def test_training_text_follows_notebook_02(tmp_path):
     assert training_transform(tmp_path) is None  # no normalization.json: train on the text as written
     save_normalization(tmp_path, RuleSet.for_language("es"), train_on="normalized")
     transform = training_transform(tmp_path)
-    assert transform("¡Hola, Mundo!") == RuleSet.for_language("es").apply("¡Hola, Mundo!") != "¡Hola, Mundo!"
+    assert transform("¡Hola, Mundo!") == "hola mundo"
 
 
 def test_clips_found_unusable_while_training_are_counted_alike_in_a_run_and_its_resumed_twin(mini_dir, tmp_path,
