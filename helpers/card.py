@@ -12,9 +12,9 @@ import os
 import re
 from pathlib import Path
 
-from helpers.sources import dataset_title
 from helpers.files import hub_id
 from helpers.normalize import base_language
+from helpers.sources import dataset_title
 
 SECTION_START = "<!-- evaluation results: start -->"
 SECTION_END = "<!-- evaluation results: end -->"

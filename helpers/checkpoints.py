@@ -18,8 +18,8 @@ from helpers.prepare import READ_SKIPS
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
-FINISHED_MARKER = "trainer_state.json"  # written into run_dir/model once training has completed
-CLOCK = "TrainingClock"  # the clock's entry in a trainer state's stateful_callbacks
+STATE_FILE = "trainer_state.json"  # the Trainer's state in each checkpoint; in run_dir/model it marks a finished run
+CLOCK = "TrainingClock"  # the clock callback's class name: its entry in a trainer state's stateful_callbacks
 
 
 def last_checkpoint(run_dir: str | Path) -> Path | None:
@@ -30,14 +30,14 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
     done = []
     for path in folder.glob("checkpoint-*"):
         match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and path.is_dir() and (path / "trainer_state.json").is_file():
+        if match and path.is_dir() and (path / STATE_FILE).is_file():
             done.append((int(match.group(1)), path))
     return max(done)[1] if done else None
 
 
 def finished_state(run_dir: str | Path) -> dict | None:
     """The trainer state of a completed run in run_dir/model, or None."""
-    return _read_state(Path(run_dir) / MODEL / FINISHED_MARKER)
+    return _read_state(Path(run_dir) / MODEL / STATE_FILE)
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
 
 
 def _read_state(path: Path) -> dict | None:
-    """A trainer_state.json as a dict (None when there is none)."""
+    """A saved trainer state (STATE_FILE) as a dict (None when there is none)."""
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -93,7 +93,7 @@ def _clock_callback(before: dict):
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = self.mark = time.time()
-            state.stateful_callbacks.setdefault(CLOCK, self.state())  # a checkpoint saved without a clock
+            state.stateful_callbacks.setdefault(CLOCK, self.state())  # resumed from a checkpoint without a clock
 
         def on_step_begin(self, args, state, control, **kwargs):
             if self.mark is not None:
@@ -105,6 +105,7 @@ def _clock_callback(before: dict):
 
         on_log = on_evaluate = on_save = on_step_end  # the next batch is fetched after these
 
+    assert TrainingClock.__name__ == CLOCK  # the Trainer files a callback's state under its class name
     return TrainingClock()
 
 
@@ -173,7 +174,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         from transformers import TrainerState
 
         _load_checkpoint_weights(trainer, checkpoint)
-        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        trainer.state = TrainerState.load_from_json(str(checkpoint / STATE_FILE))
         trainer.state.is_world_process_zero = trainer.is_world_process_zero()  # saved by process 0
         trainer.state.is_local_process_zero = trainer.is_local_process_zero()
         if hasattr(trainer.compute_metrics, "last"):
@@ -181,7 +182,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         if trainer.is_world_process_zero():
             print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
                   "model).", flush=True)
-        clock = _saved_clock(_read_state(checkpoint / "trainer_state.json"))
+        clock = _saved_clock({"stateful_callbacks": trainer.state.stateful_callbacks})
         return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, clock.get("seconds"), None,
                                list(trainer.state.log_history), clock.get("data_wait_seconds"))
     if checkpoint is not None:
@@ -192,14 +193,14 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         status = "trained"
     if trainer.is_world_process_zero():
         print(message, flush=True)
-    clock = _clock_callback(_saved_clock(_read_state(checkpoint / "trainer_state.json")) if checkpoint else {})
+    clock = _clock_callback(_saved_clock(_read_state(checkpoint / STATE_FILE)) if checkpoint else {})
     trainer.add_callback(clock)
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         trainer.remove_callback(clock)
     totals = clock.totals()
-    trainer.state.stateful_callbacks[CLOCK] = clock.state()  # what save_final_model writes with the model
+    trainer.state.stateful_callbacks[CLOCK] = {"args": {}, "attributes": totals}  # saved with the model
     # one clock: the trainer's own train_runtime covers this session only, over a slightly different span
     return TrainingOutcome(status, trainer.state.global_step, checkpoint.name if checkpoint else None,
                            totals["seconds"], result.metrics.get("train_samples_per_second"),
@@ -227,6 +228,6 @@ def save_final_model(trainer, processor, run_dir: str | Path) -> Path:
         processor.save_pretrained(out)  # processor_config.json (transformers 5), tokenizer files
         # preprocessor_config.json too: CTranslate2's converter and faster-whisper read the mel bins from it
         processor.feature_extractor.save_pretrained(out)
-        trainer.state.save_to_json(str(out / FINISHED_MARKER))
+        trainer.state.save_to_json(str(out / STATE_FILE))
     model.config.use_cache = False
     return out

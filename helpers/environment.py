@@ -1,4 +1,4 @@
-"""Checks behind notebook 00: is this machine ready to fine-tune Whisper, and what will fit on it?
+"""Checks behind notebook 00: is this machine ready to fine-tune Whisper? (What fits on it: helpers.settings.)
 
 Every check returns plain data (dicts and lists) so that tests can reach it and the notebook only prints it.
 Statuses are "ok" (nothing to do), "warn" (works, but read the advice) and "fail" (fix before going on).

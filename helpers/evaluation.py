@@ -79,7 +79,7 @@ def first_clips(ds, max_samples: int | None):
     return list(islice(iter(ds), max_samples))
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     """Plain str from a dataset value (numpy-formatted rows hold numpy strings or 0-d arrays)."""
     if value is None:
         return ""
@@ -164,9 +164,9 @@ def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normali
         for index, row in enumerate(clips):
             if warmup and index == 0:
                 warm_up(model, processor, row, language)
-            info.append({"index": index, "path": _text(row.get("path")), "client_id": _text(row.get("client_id")),
-                         "duration": _number(row.get("duration")), "reference": _text(row.get("sentence")),
-                         **{name: _text(row.get(name)) for name in DEMOGRAPHICS}})
+            info.append({"index": index, "path": as_text(row.get("path")), "client_id": as_text(row.get("client_id")),
+                         "duration": _number(row.get("duration")), "reference": as_text(row.get("sentence")),
+                         **{name: as_text(row.get(name)) for name in DEMOGRAPHICS}})
             yield row
 
     try:
@@ -315,7 +315,8 @@ def show_worst_clips(table, clips=None, k: int = 3, headless: bool | None = None
     return blocks
 
 
-def _row_at(clips, index: int) -> dict:
+def row_at(clips, index: int) -> dict:
+    """The row at `index` of a dataset, a list or a stream of clips."""
     if hasattr(clips, "__getitem__") and hasattr(clips, "__len__"):
         return clips[index]
     return next(islice(iter(clips), index, None))
@@ -330,7 +331,7 @@ def _show_players(clips, indices: list[int]) -> None:
 
     players = []
     for index in indices:
-        array = clip_array(_row_at(clips, index))
+        array = clip_array(row_at(clips, index))
         players.append(widgets.HBox([widgets.Label(f"clip #{index}"),
                                      widgets.Audio(value=wav_bytes(array, SAMPLING_RATE), format="wav", autoplay=False)]))
     display(widgets.VBox(players))

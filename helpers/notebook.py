@@ -1,4 +1,5 @@
-"""Set-up shared by every notebook: run from the repository root, quiet logs, fixed seeds."""
+"""Set-up shared by every notebook (run from the repository root, quiet logs, fixed seeds), and showing a helper's
+code on the page."""
 
 from __future__ import annotations
 
@@ -53,10 +54,16 @@ def setup(seed: int = 42) -> Path:
 
 
 def show_source(obj) -> None:
-    """Show a helper's code on the page (highlighted in JupyterLab, plain text in headless runs): the learner reads
-    the recipe where it is taught, and the code still has one copy."""
+    """Show a helper's code on the page: highlighted in JupyterLab, plain text in headless runs (what a committed
+    notebook keeps). The learner reads the recipe where it is taught, and the code still has one copy."""
     import inspect
 
+    from helpers.widgets import is_headless
+
+    source = inspect.getsource(obj)
+    if is_headless():
+        print(source, end="")
+        return
     from IPython.display import Code, display
 
-    display(Code(inspect.getsource(obj), language="python"))
+    display(Code(source, language="python"))

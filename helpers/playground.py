@@ -7,7 +7,7 @@ from itertools import islice
 from typing import Any, Sequence
 
 from helpers.audio import SAMPLING_RATE
-from helpers.evaluation import EvalRun, _row_at, _text
+from helpers.evaluation import EvalRun, row_at, as_text
 from helpers.inference import transcribe
 
 
@@ -34,7 +34,7 @@ def clip_choices(clips, max_n: int = 50) -> list[tuple[str, int]]:
     """(label, index) pairs naming the first clips by number and reference, for a drop-down."""
     out = []
     for index, row in enumerate(islice(iter(clips), max_n)):
-        sentence = _text(row.get("sentence"))
+        sentence = as_text(row.get("sentence"))
         out.append((f"#{index}: {sentence[:60]}{'…' if len(sentence) > 60 else ''}", index))
     return out
 
@@ -50,9 +50,9 @@ def transcriber(runs: Sequence[EvalRun], clips, language: str, headless: bool | 
 
     if headless is None:
         headless = is_headless()
-    first = _row_at(clips, 0)
+    first = row_at(clips, 0)
     texts = transcribe_with(runs[-1:], first, language)
-    print(f"clip #0 reference: {_text(first.get('sentence'))}")
+    print(f"clip #0 reference: {as_text(first.get('sentence'))}")
     for label, text in texts.items():
         print(f"{label:>11}: {text}")
     if not headless:
@@ -87,8 +87,8 @@ def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
                     return
                 source, reference = f"uploaded {item['name']}", None
             else:
-                row = _row_at(clips, pick.value)
-                audio, source, reference = clip_array(row), f"test clip #{pick.value}", _text(row.get("sentence"))
+                row = row_at(clips, pick.value)
+                audio, source, reference = clip_array(row), f"test clip #{pick.value}", as_text(row.get("sentence"))
             display(widgets.Audio(value=wav_bytes(audio, SAMPLING_RATE), format="wav", autoplay=False))
             print(source)
             if reference is not None:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from helpers.environment import accelerator_info
+from helpers.environment import accelerator_info, torch_device
 
 # CPU: batch 4 x accumulation 2 (effective batch 8). Measured with whisper-base on 2 cores
 # (benchmarks/bench_scale.py measures the whole process tree): a peak of 3.6 GiB where batch 8 x 1 needs 5.2 GiB,
@@ -184,12 +184,10 @@ def check_optimizer(name: str) -> str:
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {name!r}.")
     if name == "adamw_8bit":
-        import torch
-
         missing = []
         if not installed("bitsandbytes"):
             missing.append("the bitsandbytes package (pip install bitsandbytes)")
-        if not torch.cuda.is_available():
+        if torch_device() != "cuda":
             missing.append("a CUDA GPU")
         if missing:
             raise RuntimeError(

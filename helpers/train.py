@@ -1,7 +1,8 @@
-"""Fine-tune Whisper with Seq2SeqTrainer: device-aware settings, the metric, the trainer, the run's report.
+"""Fine-tune Whisper with Seq2SeqTrainer: the model, the metric, the training arguments, the trainer, the report.
 
 Notebook 03 calls these functions one step at a time; `python -m tools.train` runs the same steps as a script, on
-one GPU or several. Resuming and saving are in helpers.checkpoints, the model card in helpers.card.
+one GPU or several. What this device trains with is in helpers.settings, resuming and saving in
+helpers.checkpoints, the model card in helpers.card.
 """
 
 from __future__ import annotations
@@ -309,7 +310,6 @@ def build_trainer(model, processor, args, train_ds, eval_ds, metrics: WhisperMet
     return trainer
 
 
-
 def zero_shot(trainer, cfg: TrainConfig) -> tuple[dict, dict]:
     """Evaluate the model before training: (metrics, examples). Cached in run_dir/zero_shot.json for the same
     model, data, evaluation split and generation cap, so that re-running a finished notebook does not redo it."""
@@ -344,7 +344,6 @@ def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tup
     if final.get("step") != outcome.global_step or not getattr(trainer.compute_metrics, "last", None):
         final = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()} | {"step": outcome.global_step}
     return final, dict(getattr(trainer.compute_metrics, "last", {}) or {})
-
 
 
 # ---------------------------------------------------------------------------------------- report + plot
@@ -418,7 +417,6 @@ class PreparedData:
         self.reports = [r for r in self.reports if r.step != report.step] + [report]
         write_drops(self.reports, Path(run_dir) / "dropped_rows.csv")
         return report
-
 
 
 def finish_run(trainer, processor, cfg: TrainConfig, settings: dict, outcome: TrainingOutcome, before: dict,

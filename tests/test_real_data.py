@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tools import make_real_data as R
 from helpers.data import load_split
-from helpers.sources import REAL_DIR
 from helpers.prepare import sentence_key
+from helpers.sources import REAL_DIR
+from tools import make_real_data as R
 
 
 @pytest.fixture(scope="module")

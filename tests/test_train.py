@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import prepare as P
 from helpers import card as K
 from helpers import checkpoints as C
-from helpers import train as T
-from tools import train as S
+from helpers import prepare as P
 from helpers import settings as ST
-from helpers.settings import CPU_ACCUMULATION, CPU_BATCH, suggest_defaults
+from helpers import train as T
 from helpers.normalize import eval_normalizer, training_transform
+from helpers.settings import CPU_ACCUMULATION, CPU_BATCH, suggest_defaults
+from tools import train as S
 
 RATE = 16_000
 SENTENCES = ["the cat sat on the mat", "a red boat on the lake", "we walk to school", "open the window please",
@@ -331,7 +331,7 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
 def test_retrain_starts_over(mini_dir, tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "model").mkdir(parents=True)
-    (run_dir / "model" / C.FINISHED_MARKER).write_text(json.dumps({"global_step": 1, "log_history": []}))
+    (run_dir / "model" / C.STATE_FILE).write_text(json.dumps({"global_step": 1, "log_history": []}))
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data, max_steps=1)
     outcome = C.train_or_resume(trainer, run_dir, retrain=True)
     assert (outcome.status, outcome.global_step, outcome.resumed_from) == ("trained", 1, None)

@@ -46,10 +46,10 @@ import soundfile as sf
 
 from helpers.audio import AudioError, decode
 from helpers.data import CLIP_DURATIONS, SAMPLING_RATE
-from helpers.sources import REAL_DIR
 from helpers.files import write_json
-from tools.make_sample import SPLITS, swapped_in, write_splits
 from helpers.prepare import sentence_key
+from helpers.sources import REAL_DIR
+from tools.make_sample import SPLITS, swapped_in, write_splits
 
 OUT_DIR = REAL_DIR
 MAX_SECONDS = 30.0                                 # Whisper's window: longer clips cannot be learnt from

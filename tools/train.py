@@ -56,7 +56,6 @@ def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> Pr
                         label_lengths(processor.tokenizer, evaluation["sentence"]))
 
 
-
 def run(cfg: TrainConfig) -> dict:
     """Every step of notebook 03, for scripts and multi-GPU launches. Returns the training.json content."""
     run_dir = writable_folder(cfg.run_dir)  # fails now rather than after training
@@ -90,7 +89,6 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.push_to_hub:
             print("Pushed to", push_model(run_dir / MODEL, cfg.hub_model_id or f"whisper-{run_dir.name}"))
     return summary
-
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
