@@ -185,12 +185,9 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         clock = _saved_clock({"stateful_callbacks": trainer.state.stateful_callbacks})
         return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, clock.get("seconds"), None,
                                list(trainer.state.log_history), clock.get("data_wait_seconds"))
-    if checkpoint is not None:
-        message = f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over."
-        status = "resumed"
-    else:
-        message = f"Training from the pretrained model for {max_steps} steps."
-        status = "trained"
+    status = "resumed" if checkpoint is not None else "trained"
+    message = (f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over." if checkpoint
+               else f"Training from the pretrained model for {max_steps} steps.")
     if trainer.is_world_process_zero():
         print(message, flush=True)
     clock = _clock_callback(_saved_clock(_read_state(checkpoint / STATE_FILE)) if checkpoint else {})

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from helpers.metrics import normalize_all
+from helpers.metrics import char_counts, normalize_all, word_counts
 
 RESAMPLES = 1000
 LEVEL = 0.95
@@ -40,16 +40,13 @@ class ClipErrors:
 def clip_errors(references: Sequence[str], predictions: Sequence[str], normalizer: Callable[[str], str] | None,
                 unit: str = "word") -> ClipErrors:
     """Errors and reference length of every clip whose normalised reference is not empty (`unit`: "word", "char")."""
-    import jiwer
-
-    process = jiwer.process_words if unit == "word" else jiwer.process_characters
+    count = word_counts if unit == "word" else char_counts
     refs, preds = normalize_all(references, normalizer), normalize_all(predictions, normalizer)
     kept = [i for i, ref in enumerate(refs) if ref]
     errors, lengths = np.zeros(len(kept)), np.zeros(len(kept))
     for j, i in enumerate(kept):
-        out = process(refs[i], preds[i])
-        errors[j] = out.substitutions + out.deletions + out.insertions
-        lengths[j] = out.substitutions + out.deletions + out.hits
+        counts = count([refs[i]], [preds[i]])
+        errors[j], lengths[j] = counts.errors, counts.reference_length
     return ClipErrors(errors, lengths, kept)
 
 

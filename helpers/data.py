@@ -62,18 +62,9 @@ FEATURES = datasets.Features(
 )
 _DECODED_FEATURES = datasets.Features({**FEATURES, "row": datasets.Value("int64"), "skip": datasets.Value("string")})
 # decode=False: the audio as a reference to decode later, where the row came from (split, line)
-LIGHT_FEATURES = datasets.Features(
-    {
-        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-        "sentence": datasets.Value("string"),
-        "client_id": datasets.Value("string"),
-        "path": datasets.Value("string"),
-        "duration": datasets.Value("float64"),
-        **{name: datasets.Value("string") for name in DEMOGRAPHICS},
-        "split": datasets.Value("string"),
-        "row": datasets.Value("int64"),
-    }
-)
+LIGHT_FEATURES = datasets.Features({**FEATURES, "audio": {"bytes": datasets.Value("binary"),
+                                                           "path": datasets.Value("string")},
+                                    "split": datasets.Value("string"), "row": datasets.Value("int64")})
 # Skip reasons found by reading a clip (each record's reason starts with one of them, then ": " and the details)
 SKIP_MISSING = "missing clip"
 SKIP_BAD_AUDIO = "bad audio"

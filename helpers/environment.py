@@ -236,16 +236,11 @@ def cache_dirs() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- hub
-def hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE is set: nothing will be downloaded, local paths only."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def hub_status(timeout: float = 3.0) -> dict:
     """Is the Hub reachable, and is a token configured? Never returns, prints or stores the token itself."""
     from huggingface_hub import constants
 
-    offline = hub_offline()
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")  # local only
     try:
         from huggingface_hub import get_token
 
@@ -384,11 +379,8 @@ def checklist(report: Mapping) -> list[dict]:
         rows.append({"item": f"free disk ({disk['item']})", "status": disk["status"], "advice": disk["advice"]})
     hub = report.get("hub")
     if hub:
-        if hub["reachable"]:
-            status, advice = OK, ""
-        else:
-            status, advice = WARN, "local models and data only (fine for the defaults)"
-        rows.append({"item": "Hub reachable", "status": status, "advice": advice})
+        rows.append({"item": "Hub reachable", "status": OK if hub["reachable"] else WARN,
+                     "advice": "" if hub["reachable"] else "local models and data only (fine for the defaults)"})
         rows.append({"item": "Hub token", "status": OK if hub["logged_in"] else WARN,
                      "advice": "" if hub["logged_in"] else "needed only to push models or read gated data: "
                                                           "run `hf auth login` in a terminal"})

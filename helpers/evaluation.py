@@ -444,13 +444,6 @@ def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: st
     }
 
 
-def write_predictions(table, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format="%.2f", encoding="utf-8")
-    return path
-
-
 def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
                   dataset: str, split: str, normalizer_name: str, num_skipped: int = 0,
                   checks: dict | None = None) -> dict:
@@ -459,7 +452,9 @@ def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | N
     run_dir = Path(run_dir)
     scripts = M.expected_scripts(baseline.references)
     main = finetuned or baseline
-    write_predictions(predictions_frame(main, baseline if finetuned else None, scripts), run_dir / PREDICTIONS_FILE)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    predictions_frame(main, baseline if finetuned else None, scripts).to_csv(
+        run_dir / PREDICTIONS_FILE, index=False, float_format="%.2f", encoding="utf-8")
     results = results_record(baseline, finetuned, language=language, dataset=dataset, split=split,
                              normalizer_name=normalizer_name, num_skipped=num_skipped, checks=checks)
     write_json(results, run_dir / RESULTS_FILE)

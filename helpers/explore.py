@@ -235,15 +235,13 @@ def overlap(a, b, max_examples: int = 5) -> dict:
         shared = sorted(set(spk_a) & set(spk_b))
         speakers, speaker_examples = len(shared), [s[:12] for s in shared[:max_examples]]
     keys_b = {sentence_key(s) for s in (_column(b, "sentence") or [])}
-    shared_sentences = []
-    seen = set()
+    shared_sentences = {}  # key -> the first sentence of `a` with it
     for sentence in _column(a, "sentence") or []:
         key = sentence_key(sentence)
-        if key and key in keys_b and key not in seen:
-            seen.add(key)
-            shared_sentences.append(sentence)
+        if key and key in keys_b:
+            shared_sentences.setdefault(key, sentence)
     return {"speakers": speakers, "speaker_examples": speaker_examples,
-            "sentences": len(shared_sentences), "sentence_examples": shared_sentences[:max_examples]}
+            "sentences": len(shared_sentences), "sentence_examples": list(shared_sentences.values())[:max_examples]}
 
 
 def overlaps_with_test(splits: Mapping, test: str = "test") -> dict[str, dict]:

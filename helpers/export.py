@@ -77,11 +77,8 @@ def faster_whisper_texts(model, arrays: Sequence[np.ndarray], language: str | No
 
 def differing_clips(references: Sequence[str], first: Backend, second: Backend, normalizer) -> list[dict]:
     """The clips where two backends wrote different words once normalised (spacing does not count)."""
-    def words(text: str) -> list[str]:
-        return normalizer(text).split()
-
-    return [{"reference": ref, first.label: a, second.label: b}
-            for ref, a, b in zip(references, first.texts, second.texts) if words(a) != words(b)]
+    return [{"reference": ref, first.label: a, second.label: b} for ref, a, b in zip(references, first.texts, second.texts)
+            if normalizer(a).split() != normalizer(b).split()]
 
 
 # ---------------------------------------------------------------------------------------------------- long-form

@@ -102,18 +102,20 @@ FALLBACKS = {
 }
 
 
-def _resolve(locale: str) -> tuple[str, str | None]:
-    """Return (Whisper language name, fallback reason or None) for a code or name."""
+def _resolve(locale: str) -> str:
+    """The Whisper language name for a code or name; warns when a related language stands in (FALLBACKS)."""
     key = str(locale).strip().lower()
     if key in TO_LANGUAGE_CODE:  # a Whisper name such as "spanish" or "castilian"
-        return WHISPER_LANGUAGES[TO_LANGUAGE_CODE[key]], None
+        return WHISPER_LANGUAGES[TO_LANGUAGE_CODE[key]]
     base = re.split(r"[-_]", key)[0]
     for code in (key, base):
         code = ALIASES.get(code, code)
         if code in WHISPER_LANGUAGES:
-            return WHISPER_LANGUAGES[code], None
+            return WHISPER_LANGUAGES[code]
         if code in FALLBACKS:
-            return FALLBACKS[code]
+            name, reason = FALLBACKS[code]
+            warnings.warn(f"Whisper was not trained on {locale!r}; using {name!r} instead ({reason}).", stacklevel=3)
+            return name
     candidates = sorted(set(WHISPER_LANGUAGES) | set(TO_LANGUAGE_CODE) | set(ALIASES) | set(FALLBACKS))
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -124,23 +126,14 @@ def _resolve(locale: str) -> tuple[str, str | None]:
     )
 
 
-def _warn_if_fallback(locale: str, name: str, reason: str | None) -> None:
-    if reason is not None:
-        warnings.warn(f"Whisper was not trained on {locale!r}; using {name!r} instead ({reason}).", stacklevel=3)
-
-
 def whisper_language(locale: str) -> str:
     """Whisper language name for a dataset language code: "es" -> "spanish", "zh-CN" -> "chinese".
 
     Warns (UserWarning) when the language is not one of Whisper's and a related one is used instead.
     """
-    name, reason = _resolve(locale)
-    _warn_if_fallback(locale, name, reason)
-    return name
+    return _resolve(locale)
 
 
 def whisper_language_code(locale: str) -> str:
     """Whisper language code for a dataset language code: "es" -> "es", "sv-SE" -> "sv", "dv" -> "si"."""
-    name, reason = _resolve(locale)
-    _warn_if_fallback(locale, name, reason)
-    return TO_LANGUAGE_CODE[name]
+    return TO_LANGUAGE_CODE[_resolve(locale)]

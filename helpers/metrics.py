@@ -103,10 +103,7 @@ def wer(references: Sequence[str], predictions: Sequence[str]) -> float:
 
 def clip_wer(reference: str, prediction: str) -> float:
     """One clip's WER in percent; nan for an empty reference."""
-    reference, prediction = _clean(reference), _clean(prediction)
-    if not reference:
-        return math.nan
-    return word_counts([reference], [prediction]).rate
+    return wer([reference], [prediction])
 
 
 def usable_pairs(references: Sequence[str], predictions: Sequence[str]) -> tuple[list[str], list[str], list[int]]:
@@ -144,17 +141,14 @@ def compute_metrics(references: Sequence[str], predictions: Sequence[str], norma
     words = word_counts([norm_refs[i] for i in keep], [norm_preds[i] for i in keep])
     ortho = word_counts([raw_refs[i] for i in keep], [raw_preds[i] for i in keep])
     chars = char_counts([norm_refs[i] for i in keep], [norm_preds[i] for i in keep])
-    marks_refs, marks_preds = normalize_all([raw_refs[i] for i in keep], keep_marks), normalize_all(
-        [raw_preds[i] for i in keep], keep_marks)
-    marks = [j for j, ref in enumerate(marks_refs) if ref]
-    marks_kept = word_counts([marks_refs[j] for j in marks], [marks_preds[j] for j in marks])
     return {
         "num_samples": len(keep),
         "num_empty_references": len(raw_refs) - len(keep),
         "wer": words.rate,
         "wer_orthographic": ortho.rate,
         "cer": chars.rate,
-        "wer_keep_marks": marks_kept.rate,  # the same clips, combining marks kept (see keep_marks)
+        "wer_keep_marks": wer(normalize_all([raw_refs[i] for i in keep], keep_marks),  # same clips, marks kept
+                              normalize_all([raw_preds[i] for i in keep], keep_marks)),
         **words.as_dict(),
     }
 
@@ -366,16 +360,12 @@ def script_counts(text: str) -> Counter:
 def dominant_script(text: str) -> str | None:
     """The script most letters of the text are written in (None for text without letters)."""
     counts = script_counts(text)
-    if not counts:
-        return None
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    return min(counts, key=lambda script: (-counts[script], script), default=None)
 
 
 def expected_scripts(references: Iterable[str], min_share: float = 0.05) -> set[str]:
     """The scripts that make up at least `min_share` of the letters of a language's references."""
-    total = Counter()
-    for r in references:
-        total.update(script_counts(r))
+    total = sum((script_counts(r) for r in references), Counter())
     n = sum(total.values())
     return {s for s, c in total.items() if n and c / n >= min_share}
 

@@ -142,9 +142,7 @@ class RuleSet:
 
     def replace(self, **changes) -> "RuleSet":
         """A copy with some rules changed: `rules.replace(apostrophes="remove")`."""
-        data = self.to_dict()
-        data.update(changes)
-        return RuleSet.from_dict(data)
+        return RuleSet.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,12 +177,6 @@ class RuleSet:
         replacement = {"keep": kept, "remove": "", "space": " "}[mode]
         return "".join(replacement if ch in chars and _between(text, i, inside) else ch for i, ch in enumerate(text))
 
-    def _apostrophes(self, text: str) -> str:
-        return self._inside_words(text, APOSTROPHES, _is_letter, self.apostrophes, "'")
-
-    def _hyphens(self, text: str) -> str:
-        return self._inside_words(text.replace(SOFT_HYPHEN, ""), HYPHENS, _is_word_char, self.hyphens, "-")
-
     def _punctuation(self, text: str) -> str:
         out = []
         for i, ch in enumerate(text):
@@ -214,9 +206,9 @@ class RuleSet:
             turkic = base_language(self.language) in TURKIC_CASING
             text = lowercase(text, self.language)
             result.append(("lower-case (I→ı, İ→i)" if turkic else "lower-case", text))
-        text = self._apostrophes(text)
+        text = self._inside_words(text, APOSTROPHES, _is_letter, self.apostrophes, "'")
         result.append((f"inner apostrophes: {self.apostrophes}", text))
-        text = self._hyphens(text)
+        text = self._inside_words(text.replace(SOFT_HYPHEN, ""), HYPHENS, _is_word_char, self.hyphens, "-")
         result.append((f"hyphens: {self.hyphens}", text))
         if self.remove_punctuation:
             text = self._punctuation(text)
@@ -302,7 +294,6 @@ def eval_normalizer(language: str) -> Callable[[str], str]:
     return eval_normalizer_from_name(eval_normalizer_name(language))
 
 
-# ----- the golden-rule checker -----
 # ----- corpus helpers for the notebook -----
 def take_sentences(rows: Iterable, limit: int = 0) -> list[str]:
     """The `sentence` of the first `limit` rows (all rows when limit is 0) of a dataset or a stream of rows."""

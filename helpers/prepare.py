@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import datasets
 import numpy as np
 
-from helpers.data import SKIP_BAD_AUDIO, SKIP_MISSING, decode_clip
 from helpers.audio import SAMPLING_RATE
+from helpers.data import SKIP_BAD_AUDIO, SKIP_MISSING, decode_clip
 from helpers.inference import is_multilingual
 from helpers.inference import WINDOW_SECONDS as MAX_AUDIO_SECONDS  # longer clips would be cut without their text
 MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
@@ -47,17 +48,12 @@ TEST_SPLIT_RULE = (
 # ---------------------------------------------------------------------------------------------- splits
 
 
-def split_parts(split: str) -> list[str]:
-    """'train+dev' -> ['train', 'dev']; 'validation' counts as 'dev'."""
+def check_training_split(split: str) -> str:
+    """Return the split unchanged, or raise ValueError if it would put test data into training."""
     parts = [p.strip().lower() for p in str(split).split("+") if p.strip()]
     if not parts:
         raise ValueError(f"Empty split name {split!r}: expected e.g. 'train' or 'train+dev'.")
-    return ["dev" if p == "validation" else p for p in parts]
-
-
-def check_training_split(split: str) -> str:
-    """Return the split unchanged, or raise ValueError if it would put test data into training."""
-    if "test" in split_parts(split):
+    if "test" in parts:
         raise ValueError(f"Refusing to train on split {split!r}. {TEST_SPLIT_RULE}")
     return split
 
@@ -144,12 +140,6 @@ def training_subset(rows, max_samples: int | None, seed: int, streaming: bool = 
     return rows.shuffle(seed=seed).select(range(min(max_samples, len(rows))))
 
 
-def _is_streamed(ds) -> bool:
-    import datasets
-
-    return isinstance(ds, datasets.IterableDataset)
-
-
 def _metadata_rows(ds, columns: list[str]) -> list[dict]:
     """The given columns of every row, read without decoding audio."""
     present = [c for c in columns if c in ds.column_names]
@@ -207,7 +197,7 @@ def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, col
            reasons_for: Callable[[list[dict]], list[str | None]] | None = None):
     """Keep the rows for which `reason_for` gives None; record the others in `report`. `reasons_for` (all rows
     at once, when that is faster) is used for data that is not streamed."""
-    if _is_streamed(ds):
+    if isinstance(ds, datasets.IterableDataset):
         # A stream cannot be counted ahead: the report fills in while training reads the data, each row once
         # (training may read the stream several times).
         seen: dict[tuple, int] = {}
@@ -264,13 +254,10 @@ def filter_rows(
     """
     report = DropReport(step)
 
-    def texts(rows: list[dict]) -> list[str]:
+    def reasons_for(rows: list[dict]) -> list[str | None]:
         sentences = [str(row.get("sentence") or "") for row in rows]
         sentences = [text_transform(s) for s in sentences] if text_transform is not None else sentences
-        return [s if any(ch.isalnum() for ch in s) else "" for s in sentences]  # punctuation only: empty
-
-    def reasons_for(rows: list[dict]) -> list[str | None]:
-        sentences = texts(rows)
+        sentences = [s if any(ch.isalnum() for ch in s) else "" for s in sentences]  # punctuation only: empty
         lengths = iter(label_lengths(tokenizer, [s for s in sentences if s.strip()]))
         out = []
         for row, sentence in zip(rows, sentences):
@@ -390,7 +377,6 @@ def _log_mel_speech_only(arrays: list[np.ndarray], fe) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- collator
 
 READ_SKIPS = "skipped_while_reading"  # run_dir folder: clips found unusable when a batch decoded them
-_READ_FIELDS = ["split", "row", "path", "reason", "sentence"]
 
 
 @dataclass
@@ -453,7 +439,7 @@ class SpeechCollator:
         path = folder / f"{os.getpid()}.csv"
         new = not path.exists()
         with path.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=_READ_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=list(record))
             if new:
                 writer.writeheader()
             writer.writerow(record)

@@ -56,11 +56,6 @@ class DeviceDefaults:
         )
 
 
-def size_class(d_model: int) -> int:
-    """The table row for a model width (tiny 384, base 512, small 768, medium 1024, large 1280)."""
-    return min(GPU_TABLE, key=lambda k: abs(k - int(d_model)))
-
-
 def suggest_defaults(
     d_model: int,
     device: str = "cpu",
@@ -69,10 +64,11 @@ def suggest_defaults(
     device_name: str = "",
 ) -> DeviceDefaults:
     """Precision, gradient checkpointing, batch size and gradient accumulation for a device and model width."""
-    size = SIZE_NAMES[size_class(d_model)]
+    width = min(GPU_TABLE, key=lambda k: abs(k - int(d_model)))  # the nearest row: tiny 384 ... large 1280
+    size = SIZE_NAMES[width]
     if device == "cuda":
         precision = "bf16" if bf16_supported else "fp16"
-        rows = GPU_TABLE[size_class(d_model)]
+        rows = GPU_TABLE[width]
         memory = float(memory_gib or 0.0)
         minimum, batch, accum = [r for r in rows if memory >= r[0] * MEMORY_SLACK][-1]
         why = (

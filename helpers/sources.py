@@ -116,9 +116,9 @@ def _local_source(path: Path, shown: str, language: str) -> Source:
                 f"{', '.join(locales)}."
             )
         return _common_voice_source(path / match[0], f"{shown}/{match[0]}")
-    splits = _audiofolder_splits(path)
-    if splits:
-        return Source("audiofolder", path, shown, splits)
+    splits = {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and metadata_file(p)}
+    if splits or metadata_file(path):  # one folder alone is the train split, as in datasets' audiofolder
+        return Source("audiofolder", path, shown, splits or {"train": path})
     if any(path.rglob("*.parquet")) or any(path.rglob("*.arrow")) or (path / "README.md").is_file():
         return _repository_source(str(path), shown, language)
     entries = sorted(p.name for p in path.iterdir())[:10]
@@ -136,7 +136,8 @@ def _is_cv_folder(path: Path) -> bool:
 def _common_voice_source(folder: Path, shown: str) -> Source:
     splits = {}
     for tsv in sorted(folder.glob("*.tsv")):  # also reported.tsv, clip_durations.tsv, ...: keep clip lists only
-        header = _tsv_header(tsv)
+        with tsv.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a byte-order mark is not part of a name
+            header = handle.readline().rstrip("\r\n").split("\t")
         if "path" in header and "sentence" in header:
             splits[tsv.stem] = tsv
     if not splits:
@@ -144,18 +145,6 @@ def _common_voice_source(folder: Path, shown: str) -> Source:
     if not (folder / "clips").is_dir():
         raise FileNotFoundError(f"{shown}: no clips/ folder (Common Voice keeps the audio in clips/ next to the TSVs).")
     return Source("common_voice", folder, shown, splits)
-
-
-def _tsv_header(tsv: Path) -> list[str]:
-    with tsv.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a byte-order mark is not part of a name
-        return handle.readline().rstrip("\r\n").split("\t")
-
-
-def _audiofolder_splits(path: Path) -> dict[str, Path]:
-    splits = {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and metadata_file(p)}
-    if not splits and metadata_file(path):
-        splits = {"train": path}  # a single folder is the train split, as in datasets' audiofolder
-    return splits
 
 
 def metadata_file(folder: Path) -> Path | None:
@@ -185,11 +174,8 @@ def _repository_source(dataset_id: str, shown: str, language: str) -> Source:
 
 
 def pick_split(source: Source, requested: str) -> str:
-    if requested in source.splits:
-        return requested
-    for group in SPLIT_ALIASES:
-        if requested in group:
-            for name in group:
-                if name in source.splits:
-                    return name
+    aliases = next((group for group in SPLIT_ALIASES if requested in group), ())
+    for name in (requested, *aliases):
+        if name in source.splits:
+            return name
     raise ValueError(f"No split {requested!r} in {source.label}; available: {', '.join(sorted(source.splits))}.")
