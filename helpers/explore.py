@@ -140,10 +140,13 @@ def label_tokenizer(model: str, language: str):
 
     from helpers.inference import is_multilingual
     from helpers.languages import whisper_language
+    from helpers.prepare import set_label_prefix
 
     tokenizer = WhisperTokenizerFast.from_pretrained(str(model))
     if is_multilingual(WhisperConfig.from_pretrained(str(model))):
-        tokenizer.set_prefix_tokens(language=whisper_language(language), task="transcribe", predict_timestamps=False)
+        set_label_prefix(tokenizer, whisper_language(language))
+    else:
+        set_label_prefix(tokenizer, None, task=None)
     return tokenizer
 
 

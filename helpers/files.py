@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,7 +29,7 @@ def writable_folder(path: str | Path, name: str = "run_dir") -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # one per process: several training processes try the same folder
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:

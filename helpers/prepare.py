@@ -292,6 +292,12 @@ def reasons_for(report: DropReport) -> tuple[str, ...]:
 # -------------------------------------------------------------------------------------------- language
 
 
+def set_label_prefix(tokenizer, language_name: str | None, task: str | None = "transcribe") -> None:
+    """The tokens every label starts with: <|startoftranscript|><|xx|><|transcribe|><|notimestamps|> (an
+    English-only model's labels have no language or task token: pass None for both)."""
+    tokenizer.set_prefix_tokens(language=language_name, task=task, predict_timestamps=False)
+
+
 def configure_language(processor, model, language: str | None, task: str = "transcribe") -> str | None:
     """Set the language/task prefix for training labels and for generation; return the Whisper language name.
 
@@ -311,11 +317,11 @@ def configure_language(processor, model, language: str | None, task: str = "tran
                 f"The model is English-only (a '.en' checkpoint) but language {language!r} was asked for: "
                 "use a multilingual checkpoint such as models/whisper-base or openai/whisper-small."
             )
-        processor.tokenizer.set_prefix_tokens(language=None, task=None, predict_timestamps=False)
+        set_label_prefix(processor.tokenizer, None, task=None)
         gen.language = None
         gen.task = None
         return name
-    processor.tokenizer.set_prefix_tokens(language=name, task=task, predict_timestamps=False)
+    set_label_prefix(processor.tokenizer, name, task)
     gen.language = name
     gen.task = task
     if hasattr(model.config, "forced_decoder_ids"):
