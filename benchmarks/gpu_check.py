@@ -80,12 +80,14 @@ def ct2_texts(folder: Path, arrays, language: str, batch: int, device: str, comp
     import ctranslate2
     import numpy as np
 
+    from helpers.audio import SAMPLING_RATE
+
     model = ctranslate2.models.Whisper(str(folder), device=device, compute_type=compute_type)
     prompt = ["<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>"]
     texts, seconds = [], 0.0
     for i in range(0, len(arrays), batch):
         start = time.perf_counter()
-        features = processor.feature_extractor(arrays[i:i + batch], sampling_rate=16000, return_tensors="np")
+        features = processor.feature_extractor(arrays[i:i + batch], sampling_rate=SAMPLING_RATE, return_tensors="np")
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features["input_features"], dtype=np.float32))
         results = model.generate(view, [prompt] * len(arrays[i:i + batch]), beam_size=1)
         texts += [processor.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]

@@ -122,7 +122,6 @@ def _load_checkpoint_weights(trainer, folder: Path) -> None:
 
     saved = WhisperForConditionalGeneration.from_pretrained(folder)
     trainer.model.load_state_dict(saved.state_dict())
-    trainer.model.config.use_cache = False
 
 
 def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> TrainingOutcome:
@@ -158,8 +157,9 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         if trainer.is_world_process_zero():
             print(message, flush=True)
         history, clock = state.get("log_history", []), _saved_clock(state)
-        return TrainingOutcome("already finished", max_steps, None, clock.get("seconds") or _train_numbers(history)[0],
-                               _train_numbers(history)[1], history, clock.get("data_wait_seconds"))
+        runtime, samples_per_second = _train_numbers(history)
+        return TrainingOutcome("already finished", max_steps, None, clock.get("seconds") or runtime,
+                               samples_per_second, history, clock.get("data_wait_seconds"))
     checkpoint = last_checkpoint(run_dir)
     step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
     if step > max_steps:

@@ -143,10 +143,8 @@ def label_tokenizer(model: str, language: str):
     from helpers.prepare import set_label_prefix
 
     tokenizer = WhisperTokenizerFast.from_pretrained(str(model))
-    if is_multilingual(WhisperConfig.from_pretrained(str(model))):
+    if is_multilingual(WhisperConfig.from_pretrained(str(model))):  # English-only: the tokenizer's own prefix
         set_label_prefix(tokenizer, whisper_language(language))
-    else:
-        set_label_prefix(tokenizer, None, task=None)
     return tokenizer
 
 

@@ -139,17 +139,15 @@ def transformers_long_form(model, processor, audio: np.ndarray, language: str | 
     (start, end) in seconds and the compute time."""
     import torch
 
-    from helpers.inference import generation_kwargs
+    from helpers.inference import generation_kwargs, input_features
 
     if len(audio) <= WINDOW_SECONDS * SAMPLING_RATE:
         raise ValueError(f"long-form decoding needs more than {WINDOW_SECONDS:g} s of audio, got {len(audio) / SAMPLING_RATE:.1f} s")
-    inputs = processor.feature_extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt", truncation=False,
-                                         padding="longest", return_attention_mask=True)
+    inputs = input_features(processor, [audio], model.device, model.dtype, long_form=True)
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_features=inputs["input_features"].to(model.device, model.dtype),
-                             attention_mask=inputs["attention_mask"].to(model.device), return_timestamps=True,
-                             return_segments=True, **generation_kwargs(model, language))
+        out = model.generate(**inputs, return_timestamps=True, return_segments=True,
+                             **generation_kwargs(model, language))
     seconds = time.perf_counter() - start
     text = processor.batch_decode(out["sequences"], skip_special_tokens=True)[0].strip()
     spans = [(round(float(s["start"]), 2), round(float(s["end"]), 2)) for s in out["segments"][0]]

@@ -239,9 +239,9 @@ def plan_batches(durations: Sequence[float], batch_size: int, window: int | None
     return batches
 
 
-def _features(processor, arrays: list[np.ndarray], device, dtype, long_form: bool) -> dict:
-    # Short clips are padded to the 30-second window; long-form keeps everything, padded to the longest clip.
-    # Either way the mask says where each clip ends.
+def input_features(processor, arrays: list[np.ndarray], device, dtype, long_form: bool) -> dict:
+    """`generate`'s inputs for a batch: short clips padded to the 30-second window; long-form keeps everything,
+    padded to the longest clip. Either way the attention mask says where each clip ends."""
     extra = {"truncation": False, "padding": "longest"} if long_form else {}
     inputs = processor.feature_extractor(arrays, sampling_rate=SAMPLING_RATE, return_tensors="pt",
                                          return_attention_mask=True, **extra)
@@ -262,7 +262,7 @@ def _generate_batch(model, processor, arrays: list[np.ndarray], kwargs: dict) ->
         warnings.warn("clips longer than 30 s need timestamp tokens, which this model's tokenizer lacks: "
                       "only their first 30 seconds are transcribed")
         long_form = False
-    inputs = _features(processor, arrays, model.device, model.dtype, long_form)
+    inputs = input_features(processor, arrays, model.device, model.dtype, long_form)
     extra = {"return_timestamps": True} if long_form else {}
     with torch.inference_mode():
         if CPU_ENCODER_CLIP_BY_CLIP and model.device.type == "cpu" and not long_form and len(arrays) > 1:
