@@ -1,30 +1,26 @@
-"""Load one split of a speech dataset as rows Whisper can learn from.
-
-`load_split(dataset, language, split)` reads any of the five kinds of `dataset` that helpers.sources finds.
+"""Load one split of a speech dataset as rows Whisper can learn from: `load_split(dataset, language, split)` reads
+any kind of `dataset` that helpers.sources finds.
 
 Every row has `audio` = {"array": float32 samples at 16 kHz mono, "sampling_rate": 16000}, `sentence`,
-`client_id` (the speaker; "" when the source has none), `path` (the clip's name in the source) and `duration`
-in seconds. Audio is decoded by helpers.audio (soundfile + soxr): datasets' own Audio decoding needs
-torchcodec and FFmpeg, so the source's audio column is read with `Audio(decode=False)`.
+`client_id` (the speaker; "" when the source has none), `path` (the clip's name in the source), `duration` in
+seconds and who is speaking (DEMOGRAPHICS). helpers.audio decodes the audio (soundfile + soxr): datasets' own
+decoding needs torchcodec and FFmpeg, so the source's audio column is read with `Audio(decode=False)`.
 
-Non-streaming, the split is decoded up front with `Dataset.map` and comes back with numpy format on the audio
-column: `row["audio"]["array"]` is a float32 ndarray, `row["audio"]["sampling_rate"]` a 0-d int64 array equal
-to 16000 (datasets 5.2 formats nested scalars that way), other columns plain Python values. Local folders are
-decoded in memory (about 4 MB a minute of audio). For large splits use streaming=True: an IterableDataset that
-decodes clip by clip as you iterate and yields the rows as decoded (array float32 ndarray, sampling_rate int).
-Its `features` is None on purpose: with features set, datasets 5.2 turns every sample into a Python float and
-then back into an array, which made streaming the sample 60 times slower (45 s instead of 0.8 s).
+Non-streaming, the split is decoded up front (`Dataset.map`; a local folder in memory, about 4 MB a minute of audio)
+with numpy format on the audio column: `row["audio"]["sampling_rate"]` is then a 0-d int64 array (datasets 5.2
+formats nested scalars that way). streaming=True gives an IterableDataset that decodes clip by clip, with
+`features` None on purpose: with features set, datasets 5.2 turns every sample into a Python float and back,
+which made streaming the sample 60 times slower (45 s instead of 0.8 s).
 
-With decode=False (what training uses) nothing is decoded: each row is light (about 200 bytes), its `audio` a
-reference {"bytes": None or the encoded file, "path": the file} that `decode_clip` turns into samples when a
-batch needs them, and `duration` the clip's length from Common Voice's clip_durations.tsv when the release has
-one (None when not known before decoding). Two more columns say where a row came from: `split` and `row`. A
-million-row split stays a few hundred MB, and nothing per clip is written to disk.
+decode=False (what training uses) decodes nothing: each row is light (about 200 bytes), its `audio` a reference
+{"bytes": None or the encoded file, "path": the file} that `decode_clip` decodes when a batch needs it, its
+`duration` from Common Voice's clip_durations.tsv (None when unknown), plus `split` and `row` (where it came
+from). A million-row split stays a few hundred MB, and nothing per clip is written to disk.
 
-Rows that cannot be used (missing or corrupt clip, empty sentence, a TSV row with a missing field) are skipped
-(with decode=False, a corrupt clip is found only when it is decoded: see `decode_clip`).
-Each skip is a dict {"split", "path", "row", "reason"} (row: the line in the TSV/metadata file, header = 1; for
-dataset repositories the index in the split), kept in `ds.skipped` and appended to the `skipped` list if given.
+Rows that cannot be used (missing or corrupt clip, empty sentence, a row with a missing field) are skipped; with
+decode=False a corrupt clip is found only when it is decoded. Each skip is a dict {"split", "path", "row", "reason"}
+(row: the line in the TSV/metadata file, header = 1, or the index in a repository's split), kept in `ds.skipped`
+and appended to the `skipped` list if given.
 """
 
 from __future__ import annotations
@@ -38,6 +34,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow.compute as pc
 
 from helpers.audio import SAMPLING_RATE, AudioError, decode
 from helpers.sources import Source, metadata_file, pick_split, resolve, shown_path
@@ -60,18 +57,16 @@ FEATURES = datasets.Features(
         **{name: datasets.Value("string") for name in DEMOGRAPHICS},
     }
 )
-_DECODED_FEATURES = datasets.Features({**FEATURES, "row": datasets.Value("int64"), "skip": datasets.Value("string")})
 # decode=False: the audio as a reference to decode later, where the row came from (split, line)
 LIGHT_FEATURES = datasets.Features({**FEATURES, "audio": {"bytes": datasets.Value("binary"),
                                                            "path": datasets.Value("string")},
                                     "split": datasets.Value("string"), "row": datasets.Value("int64")})
+_DECODING = datasets.Features({**FEATURES, "split": datasets.Value("string"), "row": datasets.Value("int64"),
+                               "skip": datasets.Value("string")})  # while decoding: a light row's origin, a skip
 # Skip reasons found by reading a clip (each record's reason starts with one of them, then ": " and the details)
 SKIP_MISSING = "missing clip"
 SKIP_BAD_AUDIO = "bad audio"
 CLIP_DURATIONS = "clip_durations.tsv"  # Common Voice releases since 2023: clip name -> duration in ms
-# Standard column -> source column, for sources whose rows are already in our shape.
-_OWN_COLUMNS = {"audio": "audio", "sentence": "sentence", "client_id": "client_id", "path": "path",
-                **{name: name for name in DEMOGRAPHICS}}
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +87,9 @@ def load_split(dataset: str, language: str, split: str, streaming: bool = False,
     names = [part.strip() for part in split.split("+")]
     own: list[dict] = []
     sink = _SkipSink(own, skipped)
-    if not decode:
-        ds = _stream(source, names, sink, decode=False) if streaming else _light(source, names, sink)
-    elif streaming:
-        ds = _stream(source, names, sink)
-    else:
-        parts = [_load_part(source, name, sink) for name in names]
-        ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    ds = _stream(source, names, sink, decode) if streaming else _eager(source, names, sink, decode)
+    if decode and not streaming:
         ds.set_format("numpy", columns=["audio"], output_all_columns=True)
-        _log_summary(source, split, ds.num_rows, own)
     ds.skipped = own
     return ds
 
@@ -282,30 +271,13 @@ def _read_audio(audio, path: str) -> tuple[np.ndarray | None, float, str]:
     return array, duration, ""
 
 
-def _decode_row(audio, sentence, client_id, path, who: dict | None = None) -> dict:
-    """Decode one row into our columns plus "skip" (the reason, or "" when the row is usable)."""
-    path = path or _as_reference(audio).get("path") or ""
-    out = {"audio": {"array": np.zeros(0, np.float32), "sampling_rate": SAMPLING_RATE},
-           "sentence": (sentence or "").strip(), "client_id": str(client_id or ""), "path": path, "duration": 0.0,
-           **{name: str((who or {}).get(name) or "") for name in DEMOGRAPHICS}}
-    if not out["sentence"]:
-        return {**out, "skip": "empty sentence"}
-    array, duration, reason = _read_audio(audio, path)
-    if reason:
-        return {**out, "skip": reason}
-    return {**out, "audio": {"array": array, "sampling_rate": SAMPLING_RATE}, "duration": duration, "skip": ""}
-
-
-def _decode_batch(batch: dict, indices: list[int], columns: dict) -> dict:
-    """Dataset.map function: decode a batch whose columns are named by `columns` (ours -> the source's)."""
-    out = {name: [] for name in [*FEATURES, "row", "skip"]}
-    for i, index in enumerate(indices):
-        value = {ours: batch[theirs][i] if theirs else None for ours, theirs in columns.items()}
-        result = _decode_row(value["audio"], value["sentence"], value["client_id"], value["path"], value)
-        result["row"] = batch["row"][i] if "row" in batch else index
-        for name in out:
-            out[name].append(result[name])
-    return out
+def _decoded(row: dict) -> dict:
+    """A light row with its audio decoded ({"array", "sampling_rate"}, the real duration), or the reason it cannot
+    be used in "skip"."""
+    sentence = (row["sentence"] or "").strip()
+    array, duration, reason = _read_audio(row["audio"], row["path"]) if sentence else (None, 0.0, "empty sentence")
+    audio = {"array": np.zeros(0, np.float32) if array is None else array, "sampling_rate": SAMPLING_RATE}
+    return {**row, "audio": audio, "sentence": sentence, "duration": duration, "skip": reason}
 
 
 def _repository_columns(features: dict, shown: str) -> dict:
@@ -327,39 +299,6 @@ def _load_repository(source: Source, split: str, streaming: bool):
     ds = datasets.load_dataset(str(source.location), source.config, split=split, streaming=streaming)
     columns = _repository_columns(ds.features, source.shown)
     return ds.cast_column(columns["audio"], datasets.Audio(decode=False)), columns
-
-
-def _load_part(source: Source, requested: str, sink: "_SkipSink") -> datasets.Dataset:
-    split = pick_split(source, requested)
-    found = []  # skip records, sorted by row at the end
-    if source.kind == "repository":
-        raw, columns = _load_repository(source, split, streaming=False)
-    else:
-        rows = []
-        for row in _rows(source, split):
-            reason = row.pop("skip")
-            if reason:
-                found.append({"split": requested, "path": row["path"], "row": row["row"], "reason": reason})
-            else:
-                rows.append(row)
-        raw, columns = datasets.Dataset.from_list(rows), _OWN_COLUMNS
-    if raw.num_rows == 0:  # map() would not create our columns
-        decoded = datasets.Dataset.from_dict({name: [] for name in _DECODED_FEATURES}, features=_DECODED_FEATURES)
-    else:
-        decoded = raw.map(
-            _decode_batch, batched=True, batch_size=16, with_indices=True, fn_kwargs={"columns": columns},
-            remove_columns=raw.column_names, features=_DECODED_FEATURES, writer_batch_size=64,
-            desc=f"Decoding {requested}",
-        )
-    reasons = list(decoded["skip"])
-    if any(reasons):
-        paths, numbers = list(decoded["path"]), list(decoded["row"])
-        found += [{"split": requested, "path": paths[i], "row": numbers[i], "reason": reason}
-                  for i, reason in enumerate(reasons) if reason]
-        decoded = decoded.select([i for i, reason in enumerate(reasons) if not reason])
-    for record in sorted(found, key=lambda record: record["row"]):
-        sink.add(record)
-    return decoded.remove_columns(["row", "skip"])
 
 
 def _light_row(row: dict, requested: str, durations: dict) -> dict:
@@ -389,41 +328,71 @@ def _clip_durations(source: Source) -> dict[str, float]:
     return out
 
 
-def _light(source: Source, names: list[str], sink: "_SkipSink") -> datasets.Dataset:
-    """decode=False, not streamed: the rows of the requested splits, nothing decoded."""
-    parts = []
-    durations = _clip_durations(source)
-    for requested in names:
-        split = pick_split(source, requested)
-        if source.kind == "repository":  # the audio stays in the repository's own (memory-mapped) files
-            raw, columns = _load_repository(source, split, streaming=False)
-            part = raw.select_columns([c for c in dict.fromkeys(columns.values()) if c])
-            part = part.rename_columns({theirs: ours for ours, theirs in columns.items() if theirs and theirs != ours})
-            n = part.num_rows
-            for name, values in (("client_id", [""] * n), ("path", [""] * n), ("duration", [None] * n),
-                                 *((k, [""] * n) for k in DEMOGRAPHICS), ("split", [requested] * n),
-                                 ("row", list(range(n)))):
-                if name not in part.column_names:
-                    part = part.add_column(name, values)
-            parts.append(part.select_columns(list(LIGHT_FEATURES)).cast(LIGHT_FEATURES))
+def _light_part(source: Source, requested: str, durations: dict) -> tuple[datasets.Dataset, list[dict]]:
+    """The light rows of one requested split, nothing decoded, and the skip records of the rows left out."""
+    split = pick_split(source, requested)
+    if source.kind == "repository":  # the audio stays in the repository's own (memory-mapped) files
+        raw, columns = _load_repository(source, split, streaming=False)
+        part = raw.select_columns([c for c in dict.fromkeys(columns.values()) if c])
+        part = part.rename_columns({theirs: ours for ours, theirs in columns.items() if theirs and theirs != ours})
+        n = part.num_rows
+        stored = pc.struct_field(part.data.column("audio"), "path").to_pylist()  # the clips' names, bytes not read
+        for name, values in (("client_id", [""] * n), ("path", [Path(p or "").name for p in stored]),
+                             ("duration", [None] * n),
+                             *((k, [""] * n) for k in DEMOGRAPHICS), ("split", [requested] * n),
+                             ("row", list(range(n)))):
+            if name not in part.column_names:
+                part = part.add_column(name, values)
+        return part.select_columns(list(LIGHT_FEATURES)).cast(LIGHT_FEATURES), []
+    columns: dict[str, list] = {name: [] for name in LIGHT_FEATURES}
+    found = []
+    for row in _rows(source, split):
+        light = _light_row(row, requested, durations)
+        reason = light.pop("skip")
+        if reason:
+            found.append({"split": requested, "path": light["path"], "row": row["row"], "reason": reason})
             continue
-        columns: dict[str, list] = {name: [] for name in LIGHT_FEATURES}
-        for row in _rows(source, split):
-            light = _light_row(row, requested, durations)
-            reason = light.pop("skip")
-            if reason:
-                sink.add({"split": requested, "path": light["path"], "row": row["row"], "reason": reason})
-                continue
-            for name, value in light.items():
-                columns[name].append(value)
-        parts.append(datasets.Dataset.from_dict(columns, features=LIGHT_FEATURES))
-        _log_summary(source, requested, parts[-1].num_rows, [s for s in sink.own if s["split"] == requested])
+        for name, value in light.items():
+            columns[name].append(value)
+    return datasets.Dataset.from_dict(columns, features=LIGHT_FEATURES), found
+
+
+def _decode_part(part: datasets.Dataset, requested: str) -> tuple[datasets.Dataset, list[dict]]:
+    """A split's light rows decoded, and the skip records of the clips that cannot be used."""
+    if part.num_rows == 0:  # map() would not create our columns
+        decoded = datasets.Dataset.from_dict({name: [] for name in _DECODING}, features=_DECODING)
+    else:
+        decoded = part.map(_decoded, remove_columns=part.column_names, features=_DECODING,
+                           writer_batch_size=64, desc=f"Decoding {requested}")
+    reasons = list(decoded["skip"])
+    found = []
+    if any(reasons):
+        paths, numbers = list(decoded["path"]), list(decoded["row"])
+        found = [{"split": requested, "path": paths[i], "row": numbers[i], "reason": reason}
+                 for i, reason in enumerate(reasons) if reason]
+        decoded = decoded.select([i for i, reason in enumerate(reasons) if not reason])
+    return decoded.remove_columns(["split", "row", "skip"]), found
+
+
+def _eager(source: Source, names: list[str], sink: "_SkipSink", decode: bool) -> datasets.Dataset:
+    """The requested splits as one Dataset: light rows, or decoded ones."""
+    durations = {} if decode else _clip_durations(source)
+    parts = []
+    for requested in names:
+        part, found = _light_part(source, requested, durations)
+        if decode:
+            part, more = _decode_part(part, requested)
+            found = sorted(found + more, key=lambda record: record["row"])
+        for record in found:
+            sink.add(record)
+        _log_summary(source, requested, part.num_rows, found)
+        parts.append(part)
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def _stream(source: Source, names: list[str], sink: "_SkipSink", decode: bool = True) -> datasets.IterableDataset:
+def _stream(source: Source, names: list[str], sink: "_SkipSink", decode: bool) -> datasets.IterableDataset:
     splits = [(requested, pick_split(source, requested)) for requested in names]  # unknown splits fail now
-    durations = _clip_durations(source) if not decode else {}
+    durations = {} if decode else _clip_durations(source)
 
     def generate():
         for requested, split in splits:
@@ -435,16 +404,15 @@ def _stream(source: Source, names: list[str], sink: "_SkipSink", decode: bool = 
             else:
                 rows = _rows(source, split)
             for row in rows:
-                if not decode:
-                    result = _light_row(row, requested, durations)
-                elif row["skip"]:
-                    result = row
-                else:
-                    result = _decode_row(row["audio"], row["sentence"], row["client_id"], row["path"], row)
+                result = _light_row(row, requested, durations)
+                if decode and not result["skip"]:
+                    result = _decoded(result)
                 reason = result.pop("skip")
                 if reason:
                     sink.add({"split": requested, "path": result["path"], "row": row["row"], "reason": reason})
                     continue
+                if decode:
+                    del result["split"], result["row"]
                 count += 1
                 yield result
             _log_summary(source, requested, count, [s for s in sink.own if s["split"] == requested])

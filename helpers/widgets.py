@@ -7,7 +7,9 @@ looking at the notebook in a front end that can render it.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import os
 from typing import Iterable, Mapping
 
@@ -29,10 +31,8 @@ def _parent_command_lines() -> list[str]:
     lines = []
     try:
         for proc in psutil.Process().parents():
-            try:
+            with contextlib.suppress(psutil.Error, OSError):
                 lines.append(" ".join(proc.cmdline()))
-            except (psutil.Error, OSError):
-                continue
     except (psutil.Error, OSError):
         pass
     return lines
@@ -100,11 +100,7 @@ def show_clips(rows: Iterable[Mapping], max_n: int = 5, headless: bool | None = 
     """
     if headless is None:
         headless = is_headless()
-    chosen = []
-    for index, row in enumerate(rows):
-        if index >= max_n:
-            break
-        chosen.append(row)
+    chosen = list(itertools.islice(rows, max_n))
     lines = [clip_line(i + 1, row) for i, row in enumerate(chosen)]
     for line in lines:
         print(line)

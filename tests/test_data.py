@@ -382,6 +382,7 @@ def test_light_rows_of_a_repository_keep_the_audio_bytes_undecoded(repository):
     ds = load_split(str(repository), "es", "dev", decode=False)
     assert ds["sentence"] == ["Uno.", "Dos.", "Tres."] and ds["client_id"] == ["7", "8", "9"]
     assert ds["row"] == [0, 1, 2] and ds["split"] == ["dev"] * 3
+    assert ds["path"] == ["es_validation_0.wav", "junk.wav", "es_validation_2.wav"]  # from the audio's own path
     assert isinstance(ds[0]["audio"]["bytes"], bytes)
     assert len(decode_clip(ds[0])[0]) == 8000 and decode_clip(ds[1])[1].startswith("bad audio")
 
