@@ -34,8 +34,7 @@ CATEGORY_NAMES = {
 
 # What each kind of character asks of the normalisation step (notebook 02).
 CATEGORY_QUESTIONS = {
-    "Lu": "keep case, or lower-case everything?",
-    "Lt": "keep case, or lower-case everything?",
+    "Lu": "keep case, or lower-case everything?", "Lt": "keep case, or lower-case everything?",
     "Mn": "combining marks: NFC makes 'e'+'\u0301' one 'é'; keep accents and the marks a script needs",
     "Mc": "spacing marks (vowel signs) belong to their letter: never strip them",
     "Nd": "digits: keep '3' or spell out 'three'? Speakers say words",
@@ -46,8 +45,7 @@ CATEGORY_QUESTIONS = {
     "Po": "punctuation: keep it (Whisper writes it) or drop it for scoring?",
     "Pc": "connector punctuation: keep or drop?",
     "Sm": "symbols are spoken as words: spell out or drop?", "Sc": "currency: spell out or drop?",
-    "Sk": "modifier symbols (´ ^): usually typing mistakes",
-    "So": "other symbols: usually drop",
+    "Sk": "modifier symbols (´ ^): usually typing mistakes", "So": "other symbols: usually drop",
     "Zs": "unusual spaces (no-break, thin): turn into a plain space",
     "Cf": "invisible format characters (zero-width joiners): keep where the script needs them",
     "Cc": "control characters (tabs, newlines): turn into a plain space",
@@ -80,9 +78,7 @@ def _column(ds, name: str) -> list | None:
     if isinstance(ds, Sequence) and not hasattr(ds, "column_names"):
         values = [row.get(name) for row in ds]
         return values if any(v is not None for v in values) else None
-    if name not in ds.column_names:
-        return None
-    return list(ds[name])
+    return list(ds[name]) if name in ds.column_names else None
 
 
 def durations(ds) -> np.ndarray:
@@ -128,9 +124,7 @@ def count_over(values: Iterable[float], limit: float) -> int:
 def token_lengths(sentences: Iterable[str], tokenizer) -> np.ndarray:
     """Label length of each transcript in Whisper tokens, special tokens included, as the decoder will see it."""
     sentences = list(sentences)
-    if not sentences:
-        return np.zeros(0, dtype=int)
-    return np.asarray([len(ids) for ids in tokenizer(sentences).input_ids], dtype=int)
+    return np.asarray([len(ids) for ids in tokenizer(sentences).input_ids] if sentences else [], dtype=int)
 
 
 def label_tokenizer(model: str, language: str):
@@ -173,13 +167,12 @@ def longest_sentence(sentences: Iterable[str]) -> str:
     return max(sentences, key=len, default="")
 
 
-def histogram(values_by_split: Mapping[str, Sequence[float]], limit: float, xlabel: str, title: str, ax=None):
+def histogram(values_by_split: Mapping[str, Sequence[float]], limit: float, xlabel: str, title: str):
     """Overlaid histograms per split with the limit drawn as a red line; the x axis always reaches the limit."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3))
+    _, ax = plt.subplots(figsize=(7, 3))
     top = max([limit * 1.08] + [float(np.max(v)) * 1.05 for v in values_by_split.values() if len(v)])
     bins = np.linspace(0, top, 50)
     for split, values in values_by_split.items():
@@ -197,9 +190,7 @@ def histogram(values_by_split: Mapping[str, Sequence[float]], limit: float, xlab
 # ---------------------------------------------------------------------------------------------- characters
 def character_inventory(sentences: Iterable[str]) -> dict[str, dict[str, int]]:
     """Count every character of the transcripts, grouped by Unicode general category (e.g. 'Ll', 'Po')."""
-    counts = Counter()
-    for sentence in sentences:
-        counts.update(sentence)
+    counts = Counter(ch for sentence in sentences for ch in sentence)
     inventory: dict[str, dict[str, int]] = {}
     for ch, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         inventory.setdefault(unicodedata.category(ch), {})[ch] = n
@@ -207,18 +198,16 @@ def character_inventory(sentences: Iterable[str]) -> dict[str, dict[str, int]]:
 
 
 def inventory_rows(inventory: Mapping[str, Mapping[str, int]], max_chars: int = 40) -> list[dict]:
-    """One row per category: code, meaning, number of distinct characters, total count, the characters
-    (most frequent first; marks on a dotted circle, invisible ones as U+XXXX) and the normalisation question
-    it raises."""
+    """One table row per category: its meaning, distinct characters and total count, the characters (most frequent
+    first, readable as `show_char` writes them) and the normalisation question it raises."""
     from helpers.golden_rule import show_char
 
     rows = []
     for category, chars in inventory.items():
         shown = [show_char(ch) for ch in list(chars)[:max_chars]]
         more = f" (+{len(chars) - max_chars})" if len(chars) > max_chars else ""
-        question = CATEGORY_QUESTIONS.get(category, "")
-        if category == "Zs" and set(chars) <= {" "}:
-            question = ""
+        ordinary_spaces = category == "Zs" and set(chars) <= {" "}
+        question = "" if ordinary_spaces else CATEGORY_QUESTIONS.get(category, "")
         rows.append({"category": category, "meaning": CATEGORY_NAMES.get(category, "?"),
                      "distinct": len(chars), "count": int(sum(chars.values())),
                      "characters": " ".join(shown) + more, "question": question})
@@ -230,18 +219,15 @@ def overlap(a, b, max_examples: int = 5) -> dict:
     """Speakers and sentences that two splits share. Speakers are compared by `client_id`; sentences after
     `sentence_key` (so 'Hola.' and 'hola' count as the same sentence). Speakers are None when unknown."""
     spk_a, spk_b = _column(a, "client_id"), _column(b, "client_id")
-    if spk_a is None or spk_b is None:
-        speakers, speaker_examples = None, []
-    else:
-        shared = sorted(set(spk_a) & set(spk_b))
-        speakers, speaker_examples = len(shared), [s[:12] for s in shared[:max_examples]]
+    known = spk_a is not None and spk_b is not None
+    shared = sorted(set(spk_a) & set(spk_b)) if known else []
     keys_b = {sentence_key(s) for s in (_column(b, "sentence") or [])}
     shared_sentences = {}  # key -> the first sentence of `a` with it
     for sentence in _column(a, "sentence") or []:
         key = sentence_key(sentence)
         if key and key in keys_b:
             shared_sentences.setdefault(key, sentence)
-    return {"speakers": speakers, "speaker_examples": speaker_examples,
+    return {"speakers": len(shared) if known else None, "speaker_examples": [s[:12] for s in shared[:max_examples]],
             "sentences": len(shared_sentences), "sentence_examples": list(shared_sentences.values())[:max_examples]}
 
 
@@ -260,10 +246,7 @@ def overlap_rows(overlaps: Mapping[str, Mapping], against: str = "test") -> list
 
 
 def leak_notes(overlaps: Mapping[str, Mapping], against: str = "test") -> list[str]:
-    """What each leak found by `overlaps_with_test` means and what notebook 03 does about it (empty: no leak).
-
-    Shared sentences: notebook 03 drops those training rows (counted in dropped_rows.csv). Shared speakers: common
-    in a user's own recordings; notebook 03 keeps those rows, and the test score is then optimistic."""
+    """What each leak found by `overlaps_with_test` means and what notebook 03 does about it (empty: no leak)."""
     notes = []
     for name, item in overlaps.items():
         if item["sentences"]:
@@ -280,11 +263,9 @@ def leak_notes(overlaps: Mapping[str, Mapping], against: str = "test") -> list[s
 
 
 def validated_leak(dataset: str, language: str) -> dict | None:
-    """Overlap of Common Voice's `validated` list with the whole test split (None when the source has no such
-    list), and `test_clips`, the size of the test split.
-
-    validated.tsv holds every validated clip, the test clips included: training on it "for more data" trains
-    on the test set. Only the lists' text and speaker columns are read (no audio), so both are checked whole."""
+    """Overlap of Common Voice's `validated` list with the whole test split, and `test_clips` (None without such a
+    list). validated.tsv holds the test clips too: training on it "for more data" trains on the test set. Only
+    text and speaker columns are read (no audio), so both lists are checked whole."""
     from helpers.data import text_rows
 
     try:
@@ -340,9 +321,8 @@ def fleurs_style(ds):
 
 
 def harmonise(ds, source: str, casing: str = "keep"):
-    """Bring a dataset to the common schema {audio, sentence, source}: find and rename the transcript column,
-    drop the other columns, restyle the text (`casing`: "keep", "lower" or "plain") and tag each row with
-    the name of its source."""
+    """Bring a dataset to the common schema {audio, sentence, source}: the transcript column renamed and restyled
+    (see `restyle`), the other columns dropped, each row tagged with the name of its source."""
     if casing not in CASINGS:
         raise ValueError(f"casing must be one of {', '.join(CASINGS)}, got {casing!r}")
     column = text_column(ds)
@@ -379,19 +359,16 @@ def casing_profile(sentences: Iterable[str]) -> dict:
 # ----------------------------------------------------------------------------------------------- skipped
 def skipped_summary(skipped: Iterable[Mapping]) -> dict[str, dict[str, int]]:
     """Skipped rows counted per split and reason: {"train": {"empty sentence": 2}, ...}."""
+    pairs = Counter((str(item.get("split", "?")), str(item.get("reason", "?"))) for item in skipped)
     summary: dict[str, dict[str, int]] = {}
-    for item in skipped:
-        split = str(item.get("split", "?"))
-        reason = str(item.get("reason", "?"))
-        summary.setdefault(split, {})
-        summary[split][reason] = summary[split].get(reason, 0) + 1
+    for (split, reason), n in pairs.items():
+        summary.setdefault(split, {})[reason] = n
     return summary
 
 
 def damaged_copy(folder: str | Path, dest: str | Path, split: str = "test") -> Path:
-    """Copy one split of a Common Voice style folder (its TSV and clips) to `dest` and damage four rows the way
-    real downloads are damaged: an empty clip file, a clip that is missing, an empty sentence and a TSV
-    line cut short. Loading `dest` shows what the loader does with such rows. Returns `dest`."""
+    """Copy one split of a Common Voice style folder (TSV and clips) to `dest`, damaging four rows the way real
+    downloads are damaged: an empty clip file, a missing clip, an empty sentence and a TSV line cut short."""
     folder, dest = Path(folder), Path(dest)
     lines = (folder / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], [line.split("\t") for line in lines[1:] if line]
@@ -429,8 +406,8 @@ def split_report(ds, tokenizer, skipped: Iterable[Mapping] = ()) -> dict:
 
 def data_report(language: str, dataset: str, model: str, splits: Mapping, tokenizer, skipped: Sequence[Mapping],
                 overlaps: Mapping, inventory: Mapping, max_clips: int = 0, leak: Mapping | None = None) -> dict:
-    """Everything data_report.json holds: per split (clips, hours, speakers, over-30 s, over-448-tokens,
-    skipped with reasons), the overlaps with the test split, the character inventory and the skipped rows."""
+    """Everything data_report.json holds: per split (see `split_report`), the overlaps with the test split, the
+    character inventory and the skipped rows."""
     return {
         "language": language, "dataset": dataset, "model": model, "max_clips": max_clips,
         "capped": {name: bool(getattr(ds, "capped", False)) for name, ds in splits.items()},

@@ -1,11 +1,5 @@
 """The golden rule of the fine-tuning event, checked: normalisation may lower-case and remove punctuation, but
-must never turn one word into another (English "it's" must not become "its").
-
-`golden_rule_violations(sentences, normalize)` finds every group of distinct words of a corpus that a normalising
-function (a helpers.normalize.RuleSet, Whisper's normaliser, any function) maps to the same word, e.g.
-{"its": ["it's", "its"]}; merges that only differ by letter case (The/the) are reported apart, since lower-casing
-is allowed.
-"""
+must never turn one word into another (English "it's" must not become "its")."""
 
 from __future__ import annotations
 
@@ -14,38 +8,27 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from helpers.normalize import APOSTROPHES, HYPHENS
+from helpers.normalize import APOSTROPHES, HYPHENS, lowercase
 
 
 # Punctuation stripped from the edges of a whitespace token before it counts as a word ("¿Qué?" -> "Qué"),
 # except signs that carry meaning ("50%").
 _EDGE_KEEP = "%‰#@&§"
-
-
-def _strip_edges(token: str) -> str:
-    start, end = 0, len(token)
-    while start < end and unicodedata.category(token[start])[0] == "P" and token[start] not in _EDGE_KEEP:
-        start += 1
-    while end > start and unicodedata.category(token[end - 1])[0] == "P" and token[end - 1] not in _EDGE_KEEP:
-        end -= 1
-    return token[start:end]
+# Apostrophe and hyphen look-alikes, written the one plain way.
+_PLAIN_MARKS = str.maketrans({**dict.fromkeys(APOSTROPHES, "'"), **dict.fromkeys(HYPHENS, "-")})
 
 
 def words(sentence: str) -> list[str]:
     """The words of a sentence as the checker sees them: whitespace-separated, edge punctuation stripped."""
-    return [w for w in (_strip_edges(t) for t in sentence.split()) if w]
+    edges = "".join({ch for ch in sentence if unicodedata.category(ch)[0] == "P" and ch not in _EDGE_KEEP})
+    return [w for w in (token.strip(edges) for token in sentence.split()) if w]
 
 
 def _spelling_keys(word: str) -> tuple[str, str]:
     """Two keys that are equal for words that differ only by letter case or typographic form (Unicode
     compatibility form, which apostrophe or hyphen character): a case-folded one and a Turkish lower-cased one."""
-    text = unicodedata.normalize("NFKC", word)
-    for ch in APOSTROPHES:
-        text = text.replace(ch, "'")
-    for ch in HYPHENS:
-        text = text.replace(ch, "-")
-    turkic = text.replace("I", "ı").replace("İ", "i").lower()
-    return text.casefold(), turkic
+    text = unicodedata.normalize("NFKC", word).translate(_PLAIN_MARKS)
+    return text.casefold(), lowercase(text, "tr")
 
 
 @dataclass(frozen=True)
@@ -91,8 +74,7 @@ class GoldenRuleReport:
     @property
     def offending_chars(self) -> str:
         """Every character whose loss took part in a real merge, in order of first appearance."""
-        seen = dict.fromkeys(ch for m in self.merges.values() for ch in m.removed_chars)
-        return "".join(seen)
+        return "".join(dict.fromkeys(ch for m in self.merges.values() for ch in m.removed_chars))
 
     def groups(self) -> dict[str, list[str]]:
         """The real merges as {normalised word: [original words]}, e.g. {"its": ["it's", "its"]}."""
@@ -111,9 +93,7 @@ class GoldenRuleReport:
             ]
             for merge in list(self.merges.values())[:limit]:
                 lines.append("  " + merge.line())
-                if examples:
-                    for v in merge.variants:
-                        lines.append(f"      {v.word}: {v.example}")
+                lines += [f"      {v.word}: {v.example}" for v in merge.variants if examples]
             if len(self.merges) > limit:
                 lines.append(f"  ... and {len(self.merges) - limit} more")
         else:
@@ -124,27 +104,24 @@ class GoldenRuleReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        def merge_dict(m: Merge) -> dict:
-            return {"words": {v.word: v.count for v in m.variants}, "removed_chars": m.removed_chars}
-
         return {
             "sentences": self.sentences,
             "words_checked": self.words_checked,
             "distinct_words": self.distinct_words,
-            "merges": {k: merge_dict(m) for k, m in self.merges.items()},
+            "merges": {k: {"words": {v.word: v.count for v in m.variants}, "removed_chars": m.removed_chars}
+                       for k, m in self.merges.items()},
             "case_merges": len(self.case_merges),
             "offending_chars": self.offending_chars,
         }
 
 
 def golden_rule_violations(sentences: Iterable[str], normalize: Callable[[str], str]) -> GoldenRuleReport:
-    """Every group of distinct words of `sentences` that `normalize` maps to the same word.
+    """Every group of distinct words of `sentences` (see `words`) that `normalize` (a RuleSet, Whisper's
+    normaliser, any function) maps to the same word, e.g. {"its": ["it's", "its"]}.
 
-    Words are the whitespace-separated tokens of each sentence with quotation marks and sentence punctuation
-    stripped from their edges; `normalize` is called once per distinct word (its output's whitespace is
-    collapsed). Groups whose words differ only by letter case or typographic form (The/the, it’s/it's) go to
-    `case_merges`; all others to `merges`, with the characters that were lost. Words that normalise to nothing
-    are ignored. Results are sorted by normalised word, variants by count (most frequent first).
+    Groups whose words differ only by letter case or typographic form (The/the, it’s/it's) go to `case_merges`,
+    since lower-casing is allowed; all others to `merges`, with the characters that were lost. Words that
+    normalise to nothing are ignored. Sorted by normalised word, variants by count (most frequent first).
     """
     counts: Counter = Counter()
     examples: dict[str, str] = {}
@@ -168,13 +145,9 @@ def golden_rule_violations(sentences: Iterable[str], normalize: Callable[[str], 
         if len(group) < 2:
             continue
         group.sort(key=lambda w: (-counts[w], w))
-        keys = [_spelling_keys(w) for w in group]
-        case_only = len({k[0] for k in keys}) == 1 or len({k[1] for k in keys}) == 1
-        lost: dict[str, None] = {}
-        for word in group:
-            lowered = unicodedata.normalize("NFC", word).lower()
-            for ch, n in (Counter(lowered) - Counter(key)).items():
-                lost.setdefault(ch)
+        case_only = any(len(set(keys)) == 1 for keys in zip(*map(_spelling_keys, group)))
+        lowered = [unicodedata.normalize("NFC", w).lower() for w in group]
+        lost = dict.fromkeys(ch for w in lowered for ch in Counter(w) - Counter(key))
         merge = Merge(key, [WordVariant(w, counts[w], examples[w]) for w in group], "".join(lost), case_only)
         (case_merges if case_only else merges)[key] = merge
     return GoldenRuleReport(merges, case_merges, sum(counts.values()), len(counts), n_sentences)

@@ -1,18 +1,11 @@
 """Which Whisper language goes with a dataset's language code.
 
-Whisper is told the language of the audio by a token such as <|es|>. Datasets name their languages in
-their own ways: Common Voice uses locale codes ("es", "zh-CN", "sv-SE", "rm-sursilv"), FLEURS uses
-configurations like "es_419", Multilingual LibriSpeech uses names ("spanish"). This module maps all of
-them to one of Whisper's languages:
-
-1. A Whisper language name or code is used as it is ("spanish", "es", "castilian").
-2. Otherwise the base code before "-" or "_" is used: "zh-CN" -> "zh", "sv-SE" -> "sv", "es_419" -> "es".
-3. A few codes are other spellings of a Whisper language (ALIASES: Javanese is "jw" in Whisper).
-4. Languages Whisper was not trained on get a related language from FALLBACKS, with a warning: the
-   model then starts from that language's knowledge and fine-tuning teaches it the rest.
-
-Anything else raises ValueError with close matches. To support a new code, add one line to FALLBACKS.
-Whisper's table comes from transformers (99 languages, plus Cantonese "yue", which only large-v3 knows).
+Datasets name languages their own way (Common Voice "zh-CN", FLEURS "es_419", Multilingual LibriSpeech
+"spanish"). A Whisper name or code is used as it is; otherwise the base code before "-" or "_", through ALIASES
+(other spellings of a Whisper language). A language Whisper was not trained on gets a related one from FALLBACKS,
+with a warning: fine-tuning teaches the rest. Anything else raises ValueError with close matches; to support a
+new code, add one line to FALLBACKS. Whisper's table comes from transformers (99 languages, plus Cantonese
+"yue", which only large-v3 knows).
 """
 
 from __future__ import annotations
@@ -103,12 +96,10 @@ FALLBACKS = {
 
 
 def _resolve(locale: str) -> str:
-    """The Whisper language name for a code or name; warns when a related language stands in (FALLBACKS)."""
     key = str(locale).strip().lower()
     if key in TO_LANGUAGE_CODE:  # a Whisper name such as "spanish" or "castilian"
         return WHISPER_LANGUAGES[TO_LANGUAGE_CODE[key]]
-    base = re.split(r"[-_]", key)[0]
-    for code in (key, base):
+    for code in (key, re.split(r"[-_]", key)[0]):  # then the base code: "zh-CN" -> "zh", "es_419" -> "es"
         code = ALIASES.get(code, code)
         if code in WHISPER_LANGUAGES:
             return WHISPER_LANGUAGES[code]
@@ -119,18 +110,14 @@ def _resolve(locale: str) -> str:
     candidates = sorted(set(WHISPER_LANGUAGES) | set(TO_LANGUAGE_CODE) | set(ALIASES) | set(FALLBACKS))
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"Unknown language code {locale!r}: it is neither one of Whisper's languages nor in the fallback "
-        f"table (FALLBACKS in helpers/languages.py).{hint} Pass a Whisper language name or code "
-        f"(e.g. 'spanish' or 'es'), or add a fallback for it."
-    )
+    raise ValueError(f"Unknown language code {locale!r}: it is neither one of Whisper's languages nor in the "
+                     f"fallback table (FALLBACKS in helpers/languages.py).{hint} Pass a Whisper language name or "
+                     f"code (e.g. 'spanish' or 'es'), or add a fallback for it.")
 
 
 def whisper_language(locale: str) -> str:
-    """Whisper language name for a dataset language code: "es" -> "spanish", "zh-CN" -> "chinese".
-
-    Warns (UserWarning) when the language is not one of Whisper's and a related one is used instead.
-    """
+    """Whisper language name for a dataset language code: "es" -> "spanish", "zh-CN" -> "chinese". Warns
+    (UserWarning) when a related language stands in for one Whisper lacks."""
     return _resolve(locale)
 
 

@@ -1,17 +1,9 @@
 """Word and character error rates, and the detectors behind the error analysis.
 
-WER = (substitutions + deletions + insertions) / words in the reference, over the whole split (not an average
-of per-clip WERs). Two flavours, always side by side:
-
-- normalised WER: reference and prediction first pass through Whisper's evaluation normaliser (lower case, no
-  punctuation; English also unifies spellings and numbers). This is the number the Whisper paper, the
-  fine-tuning event and the Hub's leaderboards report.
-- orthographic WER: the raw texts, so "Hola," vs "hola" is an error. It measures casing and punctuation too.
-
-CER is computed on the normalised texts, character by character (spaces included).
-
-Clips whose reference is empty (raw or after normalisation) have no defined WER: they are left out of every
-metric and counted. All rates here are percentages (0-100, and above 100 when the model inserts a lot).
+WER = (substitutions + deletions + insertions) / reference words, over the whole split (not a mean of per-clip
+WERs), in percent (above 100 when the model inserts a lot). Normalised WER scores texts passed through Whisper's
+evaluation normaliser (what the Whisper paper and the Hub's leaderboards report); orthographic WER scores the raw
+texts, so casing and punctuation count. Clips with an empty reference have no WER: left out, and counted.
 """
 
 from __future__ import annotations
@@ -20,6 +12,7 @@ import math
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Callable, Iterable, Sequence
 
 from helpers.normalize import base_language
@@ -27,16 +20,10 @@ from helpers.normalize import base_language
 Normalizer = Callable[[str], str]
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Error rates
-# --------------------------------------------------------------------------------------------------------------
-
-
+# -------------------------------------------------------------------------------------------------------- error rates
 def _clean(text: str | None) -> str:
     """None and non-strings (a CSV's NaN) count as empty; whitespace runs count as one space."""
-    if not isinstance(text, str):
-        return ""
-    return " ".join(text.split())
+    return " ".join(text.split()) if isinstance(text, str) else ""
 
 
 def normalize_all(texts: Iterable[str], normalizer: Normalizer | None) -> list[str]:
@@ -72,27 +59,24 @@ class ErrorCounts:
                 "hits": self.hits, "reference_words": self.reference_length}
 
 
-def _counts(process, references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
+def _counts(unit: str, references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
+    import jiwer
+
     _check_lengths(references, predictions)
     if not references:
         return ErrorCounts()
-    out = process(list(references), list(predictions))
+    out = getattr(jiwer, f"process_{unit}")(list(references), list(predictions))
     return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
 
 
 def word_counts(references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
-    """Substitutions, deletions, insertions and hits at word level (jiwer's alignment). References must not be
-    empty; see `usable_pairs`."""
-    import jiwer
-
-    return _counts(jiwer.process_words, references, predictions)
+    """Edit operations at word level (jiwer's alignment). References must not be empty; see `usable_pairs`."""
+    return _counts("words", references, predictions)
 
 
 def char_counts(references: Sequence[str], predictions: Sequence[str]) -> ErrorCounts:
     """The same at character level (spaces count as characters)."""
-    import jiwer
-
-    return _counts(jiwer.process_characters, references, predictions)
+    return _counts("characters", references, predictions)
 
 
 def wer(references: Sequence[str], predictions: Sequence[str]) -> float:
@@ -109,15 +93,9 @@ def clip_wer(reference: str, prediction: str) -> float:
 def usable_pairs(references: Sequence[str], predictions: Sequence[str]) -> tuple[list[str], list[str], list[int]]:
     """(references, predictions, dropped indices): pairs with an empty reference are dropped."""
     _check_lengths(references, predictions)
-    refs, preds, dropped = [], [], []
-    for i, (r, p) in enumerate(zip(references, predictions)):
-        r = _clean(r)
-        if r:
-            refs.append(r)
-            preds.append(_clean(p))
-        else:
-            dropped.append(i)
-    return refs, preds, dropped
+    refs, preds = normalize_all(references, None), normalize_all(predictions, None)
+    kept = [i for i, r in enumerate(refs) if r]
+    return [refs[i] for i in kept], [preds[i] for i in kept], [i for i, r in enumerate(refs) if not r]
 
 
 def _check_lengths(references: Sequence, predictions: Sequence) -> None:
@@ -126,29 +104,21 @@ def _check_lengths(references: Sequence, predictions: Sequence) -> None:
 
 
 def compute_metrics(references: Sequence[str], predictions: Sequence[str], normalizer: Normalizer) -> dict:
-    """Normalised WER, orthographic WER, CER and the WER with combining marks kept (percent) on the same clips,
-    with the counts behind them.
-
-    A clip is scored only if its reference is non-empty both raw and normalised, so both WERs cover exactly the
-    same clips; the others are counted in `num_empty_references`.
-    """
+    """Normalised WER, orthographic WER, CER (on normalised text, spaces included) and the WER with combining
+    marks kept, with the counts; all over the clips whose reference is non-empty both raw and normalised."""
     _check_lengths(references, predictions)
-    raw_refs = [_clean(r) for r in references]
-    raw_preds = [_clean(p) for p in predictions]
-    norm_refs = normalize_all(raw_refs, normalizer)
-    norm_preds = normalize_all(raw_preds, normalizer)
+    raw_refs, raw_preds = normalize_all(references, None), normalize_all(predictions, None)
+    norm_refs, norm_preds = normalize_all(raw_refs, normalizer), normalize_all(raw_preds, normalizer)
     keep = [i for i in range(len(raw_refs)) if raw_refs[i] and norm_refs[i]]
-    words = word_counts([norm_refs[i] for i in keep], [norm_preds[i] for i in keep])
-    ortho = word_counts([raw_refs[i] for i in keep], [raw_preds[i] for i in keep])
-    chars = char_counts([norm_refs[i] for i in keep], [norm_preds[i] for i in keep])
+    refs, preds, nrefs, npreds = ([t[i] for i in keep] for t in (raw_refs, raw_preds, norm_refs, norm_preds))
+    words = word_counts(nrefs, npreds)
     return {
         "num_samples": len(keep),
         "num_empty_references": len(raw_refs) - len(keep),
         "wer": words.rate,
-        "wer_orthographic": ortho.rate,
-        "cer": chars.rate,
-        "wer_keep_marks": wer(normalize_all([raw_refs[i] for i in keep], keep_marks),  # same clips, marks kept
-                              normalize_all([raw_preds[i] for i in keep], keep_marks)),
+        "wer_orthographic": word_counts(refs, preds).rate,
+        "cer": char_counts(nrefs, npreds).rate,
+        "wer_keep_marks": wer(normalize_all(refs, keep_marks), normalize_all(preds, keep_marks)),
         **words.as_dict(),
     }
 
@@ -162,27 +132,17 @@ def keep_marks(text: str) -> str:
 
 
 def relative_improvement(before: float, after: float) -> float:
-    """How much of the error went away, in percent of `before`: 40 -> 30 is a 25% relative improvement.
-
-    Negative when `after` is worse; nan when `before` is 0 or either value is missing. The one sign convention of
-    the project (results.json `relative_wer_improvement`, summary.csv `relative_wer_improvement_pct`).
-    """
+    """How much of the error went away, in percent of `before`: 40 -> 30 is 25. Negative when `after` is worse;
+    nan when `before` is 0 or either is missing. The project's one sign convention for this number."""
     if before is None or after is None or not math.isfinite(before) or not math.isfinite(after) or before == 0:
         return math.nan
     return 100.0 * (before - after) / before
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Alignment and confusions
-# --------------------------------------------------------------------------------------------------------------
-
-
+# ------------------------------------------------------------------------------------------- alignment and confusions
 def align_words(reference: str, prediction: str) -> list[tuple[str, str, str]]:
-    """Word alignment as (operation, reference word, predicted word) triples.
-
-    operation is "=" (correct), "S" (substitution), "D" (deletion: the reference word is missing) or
-    "I" (insertion: a word the reference does not have); the missing side is "".
-    """
+    """Word alignment as (operation, reference word, predicted word) triples; operation is "=" (correct), "S"
+    (substitution), "D" (deletion) or "I" (insertion), and the missing side is ""."""
     import jiwer
 
     ref, hyp = _clean(reference).split(), _clean(prediction).split()
@@ -190,48 +150,33 @@ def align_words(reference: str, prediction: str) -> list[tuple[str, str, str]]:
         return [("I", "", w) for w in hyp]
     if not hyp:
         return [("D", w, "") for w in ref]
-    out = jiwer.process_words(" ".join(ref), " ".join(hyp))
-    triples: list[tuple[str, str, str]] = []
     codes = {"equal": "=", "substitute": "S", "delete": "D", "insert": "I"}
-    for chunk in out.alignments[0]:
-        r = ref[chunk.ref_start_idx:chunk.ref_end_idx]
-        h = hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]
-        op = codes[chunk.type]
-        for k in range(max(len(r), len(h))):
-            triples.append((op, r[k] if k < len(r) else "", h[k] if k < len(h) else ""))
+    triples = []
+    for chunk in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
+        pairs = zip_longest(ref[chunk.ref_start_idx:chunk.ref_end_idx], hyp[chunk.hyp_start_idx:chunk.hyp_end_idx],
+                            fillvalue="")
+        triples += [(codes[chunk.type], r, h) for r, h in pairs]
     return triples
 
 
 def _width(text: str) -> int:
     """Columns a string takes in a monospace font (East Asian wide characters take two, marks none)."""
-    total = 0
-    for ch in text:
-        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
-            continue
-        total += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-    return total
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text
+               if not (unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf")))
 
 
 def format_alignment(reference: str, prediction: str, max_columns: int = 30) -> str:
-    """Three aligned lines: REF, HYP, and under each column the operation (S, D, I; blank when correct).
-
-    At most `max_columns` aligned words are shown (a looping prediction can be hundreds of words long); the rest
-    is summarised on a fourth line.
-    """
+    """Three aligned lines: REF, HYP, and under each column the operation (S, D, I; blank when correct). Past
+    `max_columns` words (a looping prediction can be hundreds long), a fourth line sums up the rest."""
     triples = align_words(reference, prediction)
-    shown, rest = triples[:max_columns], triples[max_columns:]
-    ref_line, hyp_line, op_line = ["REF:"], ["HYP:"], ["    "]
-    for op, r, h in shown:
-        r_shown, h_shown = r or "*" * max(1, _width(h)), h or "*" * max(1, _width(r))
-        width = max(_width(r_shown), _width(h_shown))
-        ref_line.append(_pad(r_shown, width))
-        hyp_line.append(_pad(h_shown, width))
-        op_line.append(_pad("" if op == "=" else op, width))
-    lines = [" ".join(line).rstrip() for line in (ref_line, hyp_line, op_line)]
+    rest = triples[max_columns:]
+    rows = [["REF:"], ["HYP:"], ["    "]]
+    for op, r, h in triples[:max_columns]:
+        r, h = r or "*" * max(1, _width(h)), h or "*" * max(1, _width(r))  # a missing word shows as stars
+        width = max(_width(r), _width(h))
+        for row, cell in zip(rows, (r, h, "" if op == "=" else op)):
+            row.append(cell + " " * (width - _width(cell)))
+    lines = [" ".join(row).rstrip() for row in rows]
     if rest:
         ops = Counter(op for op, _, _ in rest)
         counts = ", ".join(f"{ops[k]} {name}" for k, name in (("=", "correct"), ("S", "substituted"),
@@ -243,30 +188,18 @@ def format_alignment(reference: str, prediction: str, max_columns: int = 30) -> 
 def confusions(references: Sequence[str], predictions: Sequence[str]) -> dict[str, Counter]:
     """Counters of substituted pairs ("ref -> hyp"), deleted words and inserted words over all clips."""
     _check_lengths(references, predictions)
-    subs, dels, ins = Counter(), Counter(), Counter()
-    for r, p in zip(references, predictions):
-        for op, rw, hw in align_words(r, p):
-            if op == "S":
-                subs[(rw, hw)] += 1
-            elif op == "D":
-                dels[rw] += 1
-            elif op == "I":
-                ins[hw] += 1
-    return {"substitutions": subs, "deletions": dels, "insertions": ins}
+    ops = [triple for r, p in zip(references, predictions) for triple in align_words(r, p)]
+    return {"substitutions": Counter((r, h) for op, r, h in ops if op == "S"),
+            "deletions": Counter(r for op, r, _ in ops if op == "D"),
+            "insertions": Counter(h for op, _, h in ops if op == "I")}
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Detectors: empty output, hallucination, wrong language or script
-# --------------------------------------------------------------------------------------------------------------
-
-
+# --------------------------------------------------- detectors: empty output, hallucination, wrong language or script
 def split_words_ratio(texts: Iterable[str], normalizer: Normalizer) -> float:
     """Words after normalisation per word before (1.0 when the normaliser keeps words whole).
 
-    Whisper's BasicTextNormalizer deletes every combining mark, and in scripts such as Devanagari the vowel signs
-    and the virama are combining marks: "मिलाकर" becomes "म ल कर", one word turns into three, and normalised WER
-    then counts fragments. A ratio well above 1 is the sign; CER and orthographic WER are the safer guides then.
-    """
+    Whisper's BasicTextNormalizer deletes combining marks, such as Devanagari vowel signs: "मिलाकर" becomes
+    "म ल कर", and normalised WER counts fragments. Above 1, trust CER and orthographic WER more."""
     texts = [_clean(t) for t in texts]
     before = sum(len(t.split()) for t in texts)
     after = sum(len(t.split()) for t in normalize_all(texts, normalizer))
@@ -287,20 +220,15 @@ def is_empty_prediction(reference: str, prediction: str) -> bool:
 def _units(text: str) -> list[str]:
     """Words; for text written without spaces (Chinese, Japanese, Thai), characters."""
     words = _clean(text).split()
-    if len(words) <= 2 and sum(len(w) for w in words) > 12:
-        return [ch for ch in "".join(words)]
-    return words
+    return list("".join(words)) if len(words) <= 2 and sum(len(w) for w in words) > 12 else words
 
 
-def longest_repeat(text: str, max_n: int = 4) -> tuple[str, int]:
-    """The phrase of 1..max_n words repeated most times in a row, and that count ("", 0 on empty text).
-
-    "no no no sé" -> ("no", 3). Loops such as "y luego y luego y luego" are the usual sign that the decoder got
-    stuck (Whisper's best-known hallucination).
-    """
+def longest_repeat(text: str) -> tuple[str, int]:
+    """The phrase of 1 to 4 words repeated most times in a row, and that count: "no no no sé" -> ("no", 3). Such
+    loops are the usual sign that the decoder got stuck (Whisper's best-known hallucination)."""
     units = _units(text)
     best, best_count = "", 0
-    for n in range(1, max_n + 1):
+    for n in range(1, 5):
         for start in range(len(units) - n + 1):
             phrase = units[start:start + n]
             count = 1
@@ -311,45 +239,33 @@ def longest_repeat(text: str, max_n: int = 4) -> tuple[str, int]:
     return best, best_count
 
 
-def has_repetition(reference: str, prediction: str, min_repeats: int = 3, max_n: int = 4) -> bool:
-    """The prediction repeats a phrase at least `min_repeats` times in a row, more often than the reference."""
-    _, count = longest_repeat(prediction, max_n)
-    _, ref_count = longest_repeat(reference, max_n)
-    return count >= min_repeats and count > ref_count
+def has_repetition(reference: str, prediction: str) -> bool:
+    """The prediction repeats a phrase at least 3 times in a row, and more often than the reference does."""
+    count = longest_repeat(prediction)[1]
+    return count >= 3 and count > longest_repeat(reference)[1]
 
 
-def is_too_long(reference: str, prediction: str, ratio: float = 2.0, min_extra: int = 10) -> bool:
-    """The prediction has at least `ratio` times as many characters (spaces aside) as the reference, and
-    `min_extra` more: text the speaker never said. Characters, not words, so it works for every script."""
+def is_too_long(reference: str, prediction: str) -> bool:
+    """The prediction has at least twice as many characters (spaces aside) as the reference, and 10 more: text
+    the speaker never said. Characters, not words, so it works for every script."""
     n_ref = len(_clean(reference).replace(" ", ""))
     n_pred = len(_clean(prediction).replace(" ", ""))
-    return n_pred >= ratio * max(n_ref, 1) and n_pred - n_ref >= min_extra
+    return n_pred >= 2 * max(n_ref, 1) and n_pred - n_ref >= 10
 
 
 def char_script(ch: str) -> str | None:
-    """The writing system of a letter ("LATIN", "DEVANAGARI", "ARABIC", "CJK", ...); None for non-letters.
-
-    Taken from the Unicode character name, so no table is needed. Hiragana, katakana and CJK ideographs count as
-    one script ("CJK"), since Japanese mixes them. Vowel signs (combining marks) belong to their letter's script.
-    """
+    """The writing system of a letter ("LATIN", "DEVANAGARI", "CJK", ...) from its Unicode name; None for
+    non-letters. Kana and ideographs are one script, "CJK" (Japanese mixes them); vowel signs are their letter's."""
     category = unicodedata.category(ch)
     if not (category.startswith("L") or category in ("Mn", "Mc")):
         return None
-    name = unicodedata.name(ch, "")
-    if not name:
-        return None
-    words = name.split()
+    words = unicodedata.name(ch, "").split()
     for prefix in ("FULLWIDTH", "HALFWIDTH", "MATHEMATICAL", "MODIFIER", "SMALL", "CAPITAL"):
         if words and words[0] == prefix:
             words = words[1:]
-    if not words or category in ("Mn", "Mc") and words[0] == "COMBINING":
-        return None
-    first = words[0]
-    if first in ("HIRAGANA", "KATAKANA", "CJK", "IDEOGRAPHIC"):
-        return "CJK"
-    if first == "LETTER":  # e.g. "LATIN LETTER SMALL CAPITAL" variants are covered above; rare leftovers
-        return None
-    return first
+    if not words or category in ("Mn", "Mc") and words[0] == "COMBINING" or words[0] == "LETTER":
+        return None  # a name such as "LETTER SMALL CAPITAL ..." names no script
+    return "CJK" if words[0] in ("HIRAGANA", "KATAKANA", "CJK", "IDEOGRAPHIC") else words[0]
 
 
 def script_counts(text: str) -> Counter:
@@ -363,11 +279,11 @@ def dominant_script(text: str) -> str | None:
     return min(counts, key=lambda script: (-counts[script], script), default=None)
 
 
-def expected_scripts(references: Iterable[str], min_share: float = 0.05) -> set[str]:
-    """The scripts that make up at least `min_share` of the letters of a language's references."""
+def expected_scripts(references: Iterable[str]) -> set[str]:
+    """The scripts that make up at least 5% of the letters of a language's references."""
     total = sum((script_counts(r) for r in references), Counter())
     n = sum(total.values())
-    return {s for s, c in total.items() if n and c / n >= min_share}
+    return {s for s, c in total.items() if n and c / n >= 0.05}
 
 
 def is_wrong_script(prediction: str, scripts: set[str]) -> bool:
@@ -404,25 +320,18 @@ DISTINCTIVE_WORDS: dict[str, set[str]] = {
 }
 
 
-def function_word_language(text: str, min_hits: int = 2) -> str | None:
-    """The language of FUNCTION_WORDS whose distinctive words the text uses most (at least `min_hits` of them,
-    and strictly more than any other language), else None. Lower-cases and splits on spaces; pass normalised
-    text."""
+def function_word_language(text: str) -> str | None:
+    """The language of FUNCTION_WORDS whose distinctive words the text uses most (at least 2 of them, and strictly
+    more than any other language), else None. Lower-cases and splits on spaces; pass normalised text."""
     words = _clean(text).lower().split()
-    hits = {lang: sum(w in vocab for w in words) for lang, vocab in DISTINCTIVE_WORDS.items()}
-    ranked = sorted(hits.items(), key=lambda kv: -kv[1])
-    (best, n_best), (_, n_next) = ranked[0], ranked[1]
-    if n_best >= min_hits and n_best > n_next:
-        return best
-    return None
+    hits = Counter({lang: sum(w in vocab for w in words) for lang, vocab in DISTINCTIVE_WORDS.items()})
+    (best, n_best), (_, n_next) = hits.most_common(2)
+    return best if n_best >= 2 and n_best > n_next else None
 
 
 def is_wrong_language(reference: str, prediction: str, language: str) -> bool:
-    """The prediction reads as another language (most often Whisper translating into English).
-
-    True when the prediction's function words point to a language other than `language` (a Common Voice
-    locale; only its base "pt" of "pt-BR" counts) while the reference's do not point there too.
-    """
-    base = base_language(language)
-    guess = function_word_language(prediction)
+    """The prediction reads as another language (most often Whisper translating into English): its function
+    words point to a language other than `language` (only the base "pt" of "pt-BR" counts) while the reference's
+    do not point there too."""
+    base, guess = base_language(language), function_word_language(prediction)
     return guess is not None and guess != base and function_word_language(reference) != guess

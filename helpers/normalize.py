@@ -1,28 +1,21 @@
 """Text normalisation for training and evaluation.
 
-The rules of the fine-tuning event: lower-casing and removing typographical symbols and punctuation are allowed
-(and recommended), but never remove a character whose removal turns a word into another word (English "it's"
-must not become "its"). Hyphens may go ("fine-tuning" -> "finetuning"). The later advice: train on un-normalised
-text, evaluate on normalised text, and report both.
+The fine-tuning event's rules: lower-casing and removing punctuation and symbols are allowed, but never remove a
+character whose removal turns a word into another word ("it's" must not become "its"; helpers.golden_rule checks
+it). The later advice: train on un-normalised text, evaluate on normalised text, and report both.
 
-Three pieces:
-
-- `RuleSet`: the training-text rules, per language, as plain data (saved to and loaded from JSON).
-  `RuleSet.for_language("tr").apply("İstanbul'da IRMAK")` -> "istanbul'da ırmak".
-- `eval_normalizer(language)`: Whisper's own evaluation normaliser from transformers (`EnglishTextNormalizer`
-  for English, `BasicTextNormalizer` otherwise), not a rewrite.
-- `helpers.golden_rule.golden_rule_violations(sentences, normalize)`: the check that a normalisation keeps the
-  golden rule.
-
-`save_normalization` / `load_normalization` carry the choice from notebook 02 to notebooks 03 and 04 through
-`<run_dir>/normalization.json`.
+`RuleSet` holds the training-text rules of one language as plain data; `eval_normalizer` is Whisper's own
+evaluation normaliser from transformers; `save_normalization` / `load_normalization` carry notebook 02's choice
+to notebooks 03 and 04 through `<run_dir>/normalization.json`.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import unicodedata
 from dataclasses import asdict, dataclass, field, fields
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -61,11 +54,8 @@ def base_language(locale: str) -> str:
 
 
 def lowercase(text: str, language: str) -> str:
-    """Lower-case `text` the way `language` spells it.
-
-    Turkish and Azerbaijani have dotted and dotless i: "I" -> "ı", "İ" -> "i" (Python's str.lower gives "i" and
-    "i̇"). German "ß" stays "ß" (str.lower keeps it; str.casefold would make it "ss"), and capital "ẞ" becomes "ß".
-    """
+    """Lower-case `text` the way `language` spells it: Turkic "I" -> "ı", "İ" -> "i" (str.lower gives "i" and
+    "i̇"). German "ß" stays "ß" (str.casefold would make it "ss"), and capital "ẞ" becomes "ß"."""
     if base_language(language) in TURKIC_CASING:
         text = text.replace("I", "ı").replace("İ", "i")
     return text.lower()
@@ -116,10 +106,9 @@ class RuleSet:
 
     def __post_init__(self) -> None:
         base_language(self.language)  # validates
-        if self.apostrophes not in APOSTROPHE_MODES:
-            raise ValueError(f"RuleSet.apostrophes must be one of {APOSTROPHE_MODES}, got {self.apostrophes!r}")
-        if self.hyphens not in HYPHEN_MODES:
-            raise ValueError(f"RuleSet.hyphens must be one of {HYPHEN_MODES}, got {self.hyphens!r}")
+        for name, modes in (("apostrophes", APOSTROPHE_MODES), ("hyphens", HYPHEN_MODES)):
+            if getattr(self, name) not in modes:
+                raise ValueError(f"RuleSet.{name} must be one of {modes}, got {getattr(self, name)!r}")
         for name in ("unicode_nfc", "lowercase", "remove_punctuation", "keep_number_separators",
                      "collapse_whitespace"):
             if not isinstance(getattr(self, name), bool):
@@ -131,13 +120,9 @@ class RuleSet:
     # ----- construction and storage -----
     @classmethod
     def for_language(cls, locale: str) -> "RuleSet":
-        """The recommended rules for a Common Voice locale: lower-case (Turkish-aware), drop punctuation and
-        symbols, keep apostrophes inside words, hyphen -> space, keep the Catalan middle dot between letters.
-
-        Hyphens become spaces rather than vanishing (which the event allows: fine-tuning -> finetuning) because
-        Whisper's evaluation normalisers do the same: text trained this way is not penalised at evaluation, and
-        words joined by a hyphen (French "est-ce", "a-t-il") stay apart.
-        """
+        """The recommended rules for a Common Voice locale: the defaults, plus the language's `INNER_CHARS`.
+        Hyphens become spaces rather than vanishing (which the event allows) because Whisper's evaluation
+        normalisers do the same, and words joined by a hyphen ("est-ce") stay apart."""
         return cls(language=locale, inner_chars=INNER_CHARS.get(base_language(locale), ""))
 
     def replace(self, **changes) -> "RuleSet":
@@ -178,21 +163,14 @@ class RuleSet:
         return "".join(replacement if ch in chars and _between(text, i, inside) else ch for i, ch in enumerate(text))
 
     def _punctuation(self, text: str) -> str:
-        out = []
-        for i, ch in enumerate(text):
-            if unicodedata.category(ch)[0] not in "PS" or ch in self.keep_chars:
-                out.append(ch)
-            elif self.apostrophes == "keep" and ch == "'" and _between(text, i, _is_letter):
-                out.append(ch)
-            elif self.hyphens == "keep" and ch == "-" and _between(text, i, _is_word_char):
-                out.append(ch)
-            elif ch in self.inner_chars and _between(text, i, _is_letter):
-                out.append(ch)
-            elif self.keep_number_separators and ch in NUMBER_SEPARATORS and _between(text, i, str.isdigit):
-                out.append(ch)
-            else:
-                out.append(" ")
-        return "".join(out)
+        def kept(i: int, ch: str) -> bool:
+            return (unicodedata.category(ch)[0] not in "PS" or ch in self.keep_chars
+                    or self.apostrophes == "keep" and ch == "'" and _between(text, i, _is_letter)
+                    or self.hyphens == "keep" and ch == "-" and _between(text, i, _is_word_char)
+                    or ch in self.inner_chars and _between(text, i, _is_letter)
+                    or self.keep_number_separators and ch in NUMBER_SEPARATORS and _between(text, i, str.isdigit))
+
+        return "".join(ch if kept(i, ch) else " " for i, ch in enumerate(text))
 
     def steps(self, text: str) -> list[tuple[str, str]]:
         """Each rule in turn: [("original", text), (rule name, text after it), ...]. The last is `apply(text)`."""
@@ -230,12 +208,9 @@ class RuleSet:
 def format_steps(steps: list[tuple[str, str]]) -> str:
     """Plain-text table of `RuleSet.steps`: one line per rule, marked with * where the rule changed the text."""
     width = max(len(name) for name, _ in steps)
-    lines, previous = [], None
-    for name, text in steps:
-        mark = " " if previous is None or text == previous else "*"
-        lines.append(f"{mark} {name.ljust(width)}  |{text}|")
-        previous = text
-    return "\n".join(lines)
+    texts = [text for _, text in steps]
+    marks = [" "] + [" " if after == before else "*" for before, after in zip(texts, texts[1:])]
+    return "\n".join(f"{mark} {name.ljust(width)}  |{text}|" for mark, (name, text) in zip(marks, steps))
 
 
 def steps_widget(rules: RuleSet, text: str, headless: bool | None = None):
@@ -255,8 +230,6 @@ def steps_widget(rules: RuleSet, text: str, headless: bool | None = None):
     table = widgets.HTML()
 
     def refresh(_change=None) -> None:
-        import html
-
         table.value = "<pre>" + html.escape(format_steps(rules.steps(box.value))) + "</pre>"
 
     box.observe(refresh, names="value")
@@ -273,12 +246,9 @@ def eval_normalizer_name(language: str) -> str:
 
 
 def eval_normalizer_from_name(name: str) -> Callable[[str], str]:
-    """Build Whisper's normaliser by name ("BasicTextNormalizer" or "EnglishTextNormalizer") from transformers.
-
-    The English one needs Whisper's British-to-American spelling map, which `WhisperTokenizer` loads from the Hub
-    (`normalizer.json`); a copy ships as `helpers/english_spelling.json` (source and licence beside it), so this
-    works offline.
-    """
+    """Whisper's normaliser by name ("BasicTextNormalizer" or "EnglishTextNormalizer") from transformers. The
+    English one needs Whisper's British-to-American spelling map; `helpers/english_spelling.json` is a copy of
+    the Hub's `normalizer.json` (source and licence beside it), so this works offline."""
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
     if name == "BasicTextNormalizer":
@@ -299,27 +269,18 @@ def take_sentences(rows: Iterable, limit: int = 0) -> list[str]:
     """The `sentence` of the first `limit` rows (all rows when limit is 0) of a dataset or a stream of rows."""
     if not isinstance(limit, int) or limit < 0:
         raise ValueError(f"limit must be a whole number >= 0 (0 = all), got {limit!r}")
-    out = []
-    for row in rows:
-        out.append(str(row["sentence"]))
-        if limit and len(out) >= limit:
-            break
-    return out
+    return [str(row["sentence"]) for row in islice(rows, limit or None)]
 
 
 def showcase_sentence(sentences: Iterable[str], rules: RuleSet, limit: int = 200) -> str:
     """Among the first `limit` sentences, the one that the most rules change; ties go to the one that loses the
     most characters, then to the earliest."""
-    best, best_score = "", None
-    for i, sentence in enumerate(sentences):
-        if i >= limit:
-            break
+    def score(sentence: str) -> tuple[int, int]:
         steps = rules.steps(sentence)
         changed = sum(after != before for (_, before), (_, after) in zip(steps, steps[1:]))
-        score = (changed, len(sentence) - len(steps[-1][1]))
-        if best_score is None or score > best_score:
-            best, best_score = sentence, score
-    return best
+        return changed, len(sentence) - len(steps[-1][1])
+
+    return max(islice(sentences, limit), key=score, default="")
 
 
 def character_changes(sentences: Iterable[str], rules: RuleSet) -> dict[str, str]:
@@ -329,11 +290,9 @@ def character_changes(sentences: Iterable[str], rules: RuleSet) -> dict[str, str
     after = set("".join(rules.apply(s) for s in sentences))
     changes = {"lower-cased": "", "removed": ""}
     for ch in dict.fromkeys("".join(sentences)):
-        if ch in after:
-            continue
-        lower = lowercase(ch, rules.language)
-        kind = "lower-cased" if lower != ch and all(c in after for c in lower) else "removed"
-        changes[kind] += ch
+        if ch not in after:
+            lower = lowercase(ch, rules.language)
+            changes["lower-cased" if lower != ch and all(c in after for c in lower) else "removed"] += ch
     return changes
 
 
@@ -341,11 +300,7 @@ def character_changes(sentences: Iterable[str], rules: RuleSet) -> dict[str, str
 @dataclass
 class Normalization:
     """What notebook 02 decided: training text (raw or normalised with `rules`) and the evaluation normaliser.
-
-    `train_text(sentence)` (also `norm(sentence)`) gives the text to train on; `eval_text(sentence)` the text to
-    score normalised WER on (score raw WER on the sentences as they are, and report both). `language` and
-    `rules` are None only for the fallback of `load_normalization(run_dir)` without a file and a language.
-    """
+    `language` and `rules` are None only when `load_normalization` finds no file and is given no language."""
 
     language: str | None
     rules: RuleSet | None
@@ -375,31 +330,23 @@ class Normalization:
         return self._eval(sentence).strip()
 
     def to_dict(self) -> dict:
-        return {
-            "language": self.language,
-            "train_on": self.train_on,
-            "rules": self.rules.to_dict() if self.rules else None,
-            "eval_normalizer": self.eval_normalizer,
-            **self.extra,
-        }
+        return {"language": self.language, "train_on": self.train_on,
+                "rules": self.rules.to_dict() if self.rules else None, "eval_normalizer": self.eval_normalizer,
+                **self.extra}
 
 
 def save_normalization(run_dir: str | Path, rules: RuleSet, train_on: str = "raw", extra: dict | None = None
                        ) -> Path:
-    """Write `<run_dir>/normalization.json`: the rules, what to train on, the evaluation normaliser's name, and
-    any `extra` results (e.g. the golden-rule report). Returns the path."""
+    """Write `<run_dir>/normalization.json`: the rules, what to train on, the evaluation normaliser's name and
+    any `extra` results (e.g. the golden-rule report)."""
     norm = Normalization(rules.language, rules, train_on, extra=dict(extra or {}))
     return write_json(norm.to_dict(), Path(run_dir) / NORMALIZATION_FILE)
 
 
 def load_normalization(run_dir: str | Path, language: str | None = None) -> Normalization:
-    """Read `<run_dir>/normalization.json` (written by notebook 02).
-
-    Without that file: train on un-normalised text (the event's recommendation) and evaluate with Whisper's
-    normaliser for `language` (the basic one when no language is given); the recommended rules for `language`
-    are kept on record. When `language` is given, a file written for another language is an error (a run
-    folder holds one language's run).
-    """
+    """Read `<run_dir>/normalization.json` (written by notebook 02). Without it: train on un-normalised text
+    (the event's advice) and evaluate with Whisper's normaliser for `language`. With `language`, a file written
+    for another language is an error (one run folder, one language)."""
     path = Path(run_dir) / NORMALIZATION_FILE
     if not path.exists():
         rules = RuleSet.for_language(language) if language else None
@@ -421,7 +368,6 @@ def load_normalization(run_dir: str | Path, language: str | None = None) -> Norm
 
 
 def training_transform(run_dir: str | Path) -> Callable[[str], str] | None:
-    """The function to apply to training sentences, or None to train on them as written (the default, and what
-    happens without `<run_dir>/normalization.json`)."""
+    """The function to apply to training sentences, or None to train on them as written (the default)."""
     norm = load_normalization(run_dir)
     return norm.rules.apply if norm.train_on == "normalized" else None
