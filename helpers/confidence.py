@@ -1,18 +1,10 @@
 """How sure a WER is: bootstrap intervals over speakers, and the paired difference between two models.
 
-A WER measured on a few hundred clips moves when other clips are drawn. The bootstrap shows by how much: draw the
-test set again (with replacement) many times from the one at hand and look at the spread of the WER. Clips of one
-speaker are not independent (a voice the model handles badly spoils all of its clips), so whole speakers are drawn
-(all their clips together); without a speaker column, clips are drawn.
-
-The paired bootstrap compares two models on the same clips: each draw scores both on the same speakers, so what the
-two have in common (hard clips, easy clips) cancels out, and the interval of the difference is much narrower than
-the two intervals side by side suggest. Its `probability_improved` is the share of draws in which the second model
-has the lower WER.
-
-    errors = clip_errors(references, predictions, normalizer)            # per clip: errors, reference words
-    interval(errors, speakers)                                           # {"value", "low", "high", ...}
-    paired(errors_zero_shot, errors_fine_tuned, speakers)                # fine-tuned minus zero-shot
+The bootstrap draws the test set again (with replacement) many times from the one at hand and looks at the spread
+of the WER. Clips of one speaker are not independent (a voice the model handles badly spoils all of its clips), so
+whole speakers are drawn; without a speaker column, clips are. The paired bootstrap scores both models on the same
+draws, so what they have in common (hard clips, easy clips) cancels out and the interval of the difference is much
+narrower than the two intervals side by side suggest.
 """
 
 from __future__ import annotations
@@ -43,11 +35,9 @@ def clip_errors(references: Sequence[str], predictions: Sequence[str], normalize
     count = word_counts if unit == "word" else char_counts
     refs, preds = normalize_all(references, normalizer), normalize_all(predictions, normalizer)
     kept = [i for i, ref in enumerate(refs) if ref]
-    errors, lengths = np.zeros(len(kept)), np.zeros(len(kept))
-    for j, i in enumerate(kept):
-        counts = count([refs[i]], [preds[i]])
-        errors[j], lengths[j] = counts.errors, counts.reference_length
-    return ClipErrors(errors, lengths, kept)
+    counts = [count([refs[i]], [preds[i]]) for i in kept]
+    errors = np.array([c.errors for c in counts], float)
+    return ClipErrors(errors, np.array([c.reference_length for c in counts], float), kept)
 
 
 def _groups(groups: Sequence | None, kept: list[int]) -> tuple[np.ndarray, str]:
@@ -56,25 +46,27 @@ def _groups(groups: Sequence | None, kept: list[int]) -> tuple[np.ndarray, str]:
     labels = [str(groups[i] or "") for i in kept] if groups is not None else []
     # a clip without a speaker id is a group of its own
     names = [label or f"\x00clip{i}" for i, label in zip(kept, labels)]
-    _, index = np.unique(names, return_inverse=True)
     if not any(labels) or len(set(names)) < 2:
         return np.arange(len(kept)), "clips"
-    return index, "speakers"
+    return np.unique(names, return_inverse=True)[1], "speakers"
 
 
-def _draws(n_groups: int, resamples: int, seed: int, chunk: int = 100):
-    """Chunks of bootstrap draws as counts: row r says how often each group was drawn in draw r."""
+def _bootstrap(index: np.ndarray, errors: np.ndarray, lengths: np.ndarray, unit: str, resamples: int, level: float,
+               seed: int) -> tuple[dict, np.ndarray]:
+    """The error rate in percent (`errors` over `lengths`, clips of a group drawn together) with its bootstrap
+    interval, and the rate in each draw."""
+    n = int(index.max()) + 1
+    e, w = np.bincount(index, errors, n), np.bincount(index, lengths, n)
     rng = np.random.default_rng(seed)
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        yield rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size)
-
-
-def _summary(value: float, draws: np.ndarray, level: float, unit: str, n_groups: int, resamples: int) -> dict:
+    # each row of counts says how often each group is drawn in one draw; chunks of 100 draws bound the memory
+    counts = (rng.multinomial(n, np.full(n, 1.0 / n), size=min(100, resamples - start))
+              for start in range(0, resamples, 100))
+    draws = np.concatenate([100 * (d @ e) / np.maximum(d @ w, 1e-12) for d in counts])
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(draws, [tail, 100 - tail])
-    return {"value": round(float(value), 2), "low": round(float(low), 2), "high": round(float(high), 2),
-            "level": level, "resampled": unit, "groups": int(n_groups), "resamples": resamples}
+    return {"value": round(float(100 * e.sum() / w.sum()), 2), "low": round(float(low), 2),
+            "high": round(float(high), 2), "level": level, "resampled": unit, "groups": n,
+            "resamples": resamples}, draws
 
 
 def interval(errors: ClipErrors, groups: Sequence | None = None, resamples: int = RESAMPLES, level: float = LEVEL,
@@ -82,13 +74,10 @@ def interval(errors: ClipErrors, groups: Sequence | None = None, resamples: int 
     """The error rate (percent) with its bootstrap interval: {"value", "low", "high", "level", "resampled",
     "groups", "resamples"}; `groups` (per input clip, e.g. client_id) are drawn whole."""
     index, unit = _groups(groups, errors.kept)
-    n = int(index.max()) + 1 if len(index) else 0
-    if n == 0:
+    if not len(index):
         return {"value": None, "low": None, "high": None, "level": level, "resampled": unit, "groups": 0,
                 "resamples": resamples}
-    e, w = np.bincount(index, errors.errors, n), np.bincount(index, errors.lengths, n)
-    rates = np.concatenate([100 * (d @ e) / np.maximum(d @ w, 1e-12) for d in _draws(n, resamples, seed)])
-    return _summary(100 * e.sum() / w.sum(), rates, level, unit, n, resamples)
+    return _bootstrap(index, errors.errors, errors.lengths, unit, resamples, level, seed)[0]
 
 
 def paired(before: ClipErrors, after: ClipErrors, groups: Sequence | None = None, resamples: int = RESAMPLES,
@@ -98,13 +87,9 @@ def paired(before: ClipErrors, after: ClipErrors, groups: Sequence | None = None
     if before.kept != after.kept:
         raise ValueError("paired() needs both models scored on the same clips")
     index, unit = _groups(groups, before.kept)
-    n = int(index.max()) + 1 if len(index) else 0
-    if n == 0:
+    if not len(index):
         return {"value": None, "low": None, "high": None, "probability_improved": None}
-    w = np.bincount(index, before.lengths, n)
-    diff = np.bincount(index, after.errors, n) - np.bincount(index, before.errors, n)
-    deltas = np.concatenate([100 * (d @ diff) / np.maximum(d @ w, 1e-12) for d in _draws(n, resamples, seed)])
-    out = _summary(100 * diff.sum() / w.sum(), deltas, level, unit, n, resamples)
+    out, deltas = _bootstrap(index, after.errors - before.errors, before.lengths, unit, resamples, level, seed)
     out["probability_improved"] = round(float(np.mean(deltas < 0)), 3)
     return out
 
@@ -121,7 +106,7 @@ def describe(name: str, result: dict) -> str:
 # ------------------------------------------------------------------------------------ evaluated models
 
 
-def confidence_record(baseline, finetuned=None, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+def confidence_record(baseline, finetuned=None) -> dict:
     """What results.json keeps: each evaluated model's (helpers.evaluation.EvalRun) WER and CER with their
     intervals, speakers drawn whole, and, with a fine-tuned model, the paired WER difference
     (`wer_difference_finetuned_minus_baseline`, in percentage points: negative means fine-tuning helped)."""
@@ -132,11 +117,9 @@ def confidence_record(baseline, finetuned=None, resamples: int = RESAMPLES, seed
             continue
         words[key] = clip_errors(run.references, run.predictions, run.normalizer)
         chars = clip_errors(run.references, run.predictions, run.normalizer, unit="char")
-        out[key] = {"wer": interval(words[key], speakers, resamples, seed=seed),
-                    "cer": interval(chars, speakers, resamples, seed=seed)}
+        out[key] = {"wer": interval(words[key], speakers), "cer": interval(chars, speakers)}
     if finetuned is not None:
-        out["wer_difference_finetuned_minus_baseline"] = paired(words["baseline"], words["finetuned"], speakers,
-                                                                resamples, seed=seed)
+        out["wer_difference_finetuned_minus_baseline"] = paired(words["baseline"], words["finetuned"], speakers)
     return out
 
 

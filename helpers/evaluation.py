@@ -1,20 +1,17 @@
 """Evaluate Whisper checkpoints on a split: predictions, both WERs, CER, speed, error analysis, outputs.
 
-Notebook 04 is a walk through these functions:
+Notebook 04 walks through these steps; `python -m tools.evaluate` runs them as a script (e.g. on a GPU machine):
 
     clips = first_clips(load_split(dataset, language, "test"), max_eval_samples)
     baseline = evaluate_model("models/whisper-base", clips, language, normalizer, label="baseline")
     tuned = evaluate_model("runs/es/model", clips, language, normalizer, label="fine-tuned")
-    write_outputs(run_dir, [baseline, tuned], ...)       # predictions.csv, results.json, model card
-
-The same steps run as a script (`python -m tools.evaluate`), e.g. on a GPU machine for a whole test split.
+    write_outputs(run_dir, baseline, tuned, ...)         # predictions.csv, results.json, model card
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -25,7 +22,7 @@ from helpers.card import update_model_card
 from helpers import metrics as M
 from helpers.data import DEMOGRAPHICS
 from helpers.files import hub_id, write_json
-from helpers.inference import Transcription, load_model, transcribe, warm_up
+from helpers.inference import clip_array, load_model, transcribe, warm_up
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"
@@ -33,9 +30,7 @@ TRANSCRIPTS_DIR = "transcripts"  # <label>.csv per model, written while it trans
 FLAGS = ("empty_prediction", "repetition", "too_long", "wrong_language", "wrong_script")
 
 
-# --------------------------------------------------------------------------------------------------------------
-# What to evaluate
-# --------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------- What to evaluate
 
 
 def resolve_finetuned(finetuned: str | None, run_dir: str | Path) -> tuple[str | None, str]:
@@ -64,12 +59,9 @@ def resolve_finetuned(finetuned: str | None, run_dir: str | Path) -> tuple[str |
 
 
 def first_clips(ds, max_samples: int | None):
-    """The first `max_samples` clips of a split (all of them for None or 0), in the split's own order.
-
-    A `datasets.Dataset` gives a Dataset. A streamed `IterableDataset` (or any iterable) gives a list of the
-    first rows, decoded once and kept in memory, or the stream itself when all clips are asked for (it is then
-    read again for each model, clip by clip, never held in memory whole).
-    """
+    """The first `max_samples` clips of a split (all of them for None or 0), in the split's own order: a Dataset
+    for a `datasets.Dataset`; for a stream, a list of the first rows held in memory, or the stream itself when all
+    clips are asked for (then read again for each model, clip by clip, never held in memory whole)."""
     if max_samples is not None and max_samples < 0:
         raise ValueError(f"max_eval_samples must be None, 0 (all) or positive, got {max_samples}")
     if not max_samples:
@@ -96,9 +88,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Running a model on the clips
-# --------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------- Running a model on the clips
 
 
 @dataclass
@@ -122,10 +112,8 @@ class EvalRun:
         return [c["reference"] for c in self.clips]
 
     def table(self, scripts: set[str] | None = None):
-        """Per-clip pandas DataFrame: texts, normalised texts, WER and the error-analysis flags.
-
-        Built once per `scripts` (normalising and scoring a whole test split is not free) and shared: copy it
-        before changing it."""
+        """Per-clip pandas DataFrame (`clip_table`), built once per `scripts` (normalising and scoring a whole test
+        split is not free) and shared: copy it before changing it."""
         scripts = scripts if scripts is not None else M.expected_scripts(self.references)
         key = frozenset(scripts)
         if key not in self._tables:
@@ -135,17 +123,14 @@ class EvalRun:
 
 
 def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normalizer: Callable[[str], str],
-                   batch_size: int = 8, label: str = "model", device: str = "auto", dtype: str = "auto",
-                   num_beams: int = 1, warmup: bool = True, keep_model: bool = True,
+                   batch_size: int = 8, label: str = "model", warmup: bool = True, keep_model: bool = True,
                    transcripts: str | Path | None = None) -> EvalRun:
-    """Load `model_name`, transcribe `clips` in batches (after a warm-up), and score the predictions.
-
-    `transcripts`: a CSV file that gets each clip's reference and transcript as soon as its window of clips is
-    done (index, path, reference, prediction), so that an evaluation of a whole split shows its progress on disk
-    and keeps what it did if it is interrupted. Clips are read as a stream: only their text stays in memory."""
-    model, processor = load_model(model_name, device=device, dtype=dtype)
+    """Load `model_name`, transcribe `clips` in batches (after a warm-up), and score the predictions. Clips are
+    read as a stream: only their text stays in memory. `transcripts`: a CSV file that gets each clip's index, path,
+    reference and transcript as soon as its window of clips is done, so that an evaluation of a whole split shows
+    its progress on disk and keeps what it did if it is interrupted."""
+    model, processor = load_model(model_name)
     info: list[dict] = []
-    written = 0
     handle = None
     if transcripts is not None:
         Path(transcripts).parent.mkdir(parents=True, exist_ok=True)
@@ -153,10 +138,12 @@ def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normali
         writer = csv.writer(handle)
         writer.writerow(["index", "path", "reference", "prediction"])
 
-    def write(texts: list[str]) -> None:
+    written = 0
+
+    def write(texts: list[str]) -> None:  # the next len(texts) clips read are done
         nonlocal written
-        for clip, text in zip(info[written:written + len(texts)], texts):
-            writer.writerow([clip["index"], clip["path"], clip["reference"], text])
+        writer.writerows([c["index"], c["path"], c["reference"], text]
+                         for c, text in zip(info[written:written + len(texts)], texts))
         written += len(texts)
         handle.flush()
 
@@ -170,8 +157,8 @@ def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normali
             yield row
 
     try:
-        result: Transcription = transcribe(model, processor, rows(), language=language, batch_size=batch_size,
-                                           num_beams=num_beams, on_window=write if handle else None)
+        result = transcribe(model, processor, rows(), language=language, batch_size=batch_size,
+                            on_window=write if handle else None)
     finally:
         if handle is not None:
             handle.close()
@@ -185,26 +172,19 @@ def evaluate_model(model_name: str, clips: Iterable[Any], language: str, normali
                    model=model if keep_model else None, processor=processor if keep_model else None)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Per-clip table and error analysis
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------- Per-clip table and error analysis
 
 
 def clip_table(references: Sequence[str], predictions: Sequence[str], normalizer: Callable[[str], str],
-               language: str, clips: Sequence[dict] | None = None, scripts: set[str] | None = None):
+               language: str, clips: Sequence[dict], scripts: set[str]):
     """One row per clip: reference, prediction, both normalised, per-clip WER (nan for an empty reference) and
-    the flags of every detector in `helpers.metrics`.
-
-    `scripts` are the writing systems the language uses; by default those of these references.
-    """
+    the flags of every detector in `helpers.metrics`; `scripts` are the writing systems the language uses."""
     import pandas as pd
 
     refs = [M._clean(r) for r in references]
     preds = [M._clean(p) for p in predictions]
     norm_refs = M.normalize_all(refs, normalizer)
     norm_preds = M.normalize_all(preds, normalizer)
-    scripts = scripts if scripts is not None else M.expected_scripts(refs)
-    clips = list(clips) if clips is not None else [{"index": i} for i in range(len(refs))]
     rows = []
     for clip, r, p, nr, np_ in zip(clips, refs, preds, norm_refs, norm_preds):
         scored = bool(r and nr)
@@ -239,7 +219,7 @@ def top_confusions(table, k: int = 10) -> dict[str, list[tuple]]:
     scored = table[table["wer"].notna()]
     found = M.confusions(list(scored["reference_normalized"]), list(scored["prediction_normalized"]))
 
-    def ranked(counter: Counter) -> list:
+    def ranked(counter) -> list:
         return sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))[:k]
 
     return {
@@ -285,9 +265,8 @@ def normalizer_note(references: Sequence[str], normalizer: Callable[[str], str],
                 f"references: vowel signs, virama) and so breaks words apart: {ratio:.1f} words after normalising "
                 "for each word before. The normalised WER counts fragments; read the CER and the orthographic WER "
                 "beside it.")
-    return f"{name}: {ratio:.2f} words after normalising for each word before (words stay whole)." if ratio <= 1.02 \
-        else f"{name}: {ratio:.2f} words after normalising for each word before (some split or expanded at " \
-             "apostrophes, hyphens, contractions)."
+    detail = "words stay whole" if ratio <= 1.02 else "some split or expanded at apostrophes, hyphens, contractions"
+    return f"{name}: {ratio:.2f} words after normalising for each word before ({detail})."
 
 
 def worst_clips(table, k: int = 3):
@@ -297,21 +276,17 @@ def worst_clips(table, k: int = 3):
 
 
 def show_worst_clips(table, clips=None, k: int = 3, headless: bool | None = None) -> list[str]:
-    """Print the worst clips with their word alignment; in a front end add an audio player to each.
-
-    `clips` is the evaluated split (rows with audio), used for the players only.
-    """
+    """Print the worst clips with their word alignment; in a front end add an audio player to each, from `clips`
+    (the evaluated split)."""
     from helpers.widgets import is_headless
 
-    if headless is None:
-        headless = is_headless()
-    blocks = []
-    for _, row in worst_clips(table, k).iterrows():
-        head = f"clip #{int(row['index'])} ({row['path']}), WER {row['wer']:.0f}%"
-        blocks.append(head + "\n" + M.format_alignment(row["reference_normalized"], row["prediction_normalized"]))
+    worst = worst_clips(table, k)
+    blocks = [f"clip #{int(row['index'])} ({row['path']}), WER {row['wer']:.0f}%\n"
+              + M.format_alignment(row["reference_normalized"], row["prediction_normalized"])
+              for _, row in worst.iterrows()]
     print("\n\n".join(blocks) if blocks else "no scored clips")
-    if not headless and clips is not None and blocks:
-        _show_players(clips, [int(i) for i in worst_clips(table, k)["index"]])
+    if blocks and clips is not None and not (is_headless() if headless is None else headless):
+        _show_players(clips, [int(i) for i in worst["index"]])
     return blocks
 
 
@@ -326,7 +301,6 @@ def _show_players(clips, indices: list[int]) -> None:
     import ipywidgets as widgets
     from IPython.display import display
 
-    from helpers.inference import clip_array
     from helpers.widgets import wav_bytes
 
     players = []
@@ -337,13 +311,11 @@ def _show_players(clips, indices: list[int]) -> None:
     display(widgets.VBox(players))
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Comparing models
-# --------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------- Comparing models
 
 
-def _pct(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+def _pct(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 2)
 
 
 def comparison_rows(runs: Sequence[EvalRun]) -> list[dict]:
@@ -374,17 +346,14 @@ def speed_rows(runs: Sequence[EvalRun]) -> list[dict]:
              "device": r.speed["device"], "dtype": r.speed["dtype"]} for r in runs]
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Outputs: predictions.csv, results.json, model card
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------ Outputs: predictions.csv, results.json, model card
 
 
-def predictions_frame(main: EvalRun, baseline: EvalRun | None = None, scripts: set[str] | None = None):
+def predictions_frame(main: EvalRun, baseline: EvalRun, scripts: set[str]):
     """predictions.csv as a DataFrame: one row per clip for `main`, with the baseline's prediction, normalised
-    prediction and WER beside it when a baseline is given."""
-    scripts = scripts if scripts is not None else M.expected_scripts(main.references)
+    prediction and WER beside it when `main` is another model."""
     table = main.table(scripts).copy()
-    if baseline is not None and baseline is not main:
+    if baseline is not main:
         other = baseline.table(scripts)
         if list(other["index"]) != list(table["index"]):
             raise ValueError("the baseline was evaluated on other clips than the fine-tuned model")
@@ -393,9 +362,8 @@ def predictions_frame(main: EvalRun, baseline: EvalRun | None = None, scripts: s
     return table
 
 
-def run_record(run: EvalRun, table=None) -> dict:
+def run_record(run: EvalRun, scripts: set[str]) -> dict:
     """The numbers of one model for results.json (rates in percent, rounded to 2 decimals)."""
-    table = table if table is not None else run.table()
     m = run.metrics
     return {
         "model": run.model_name,
@@ -406,29 +374,30 @@ def run_record(run: EvalRun, table=None) -> dict:
         "cer": _pct(m["cer"]),
         "wer_keep_marks": _pct(m.get("wer_keep_marks")),
         "rtfx": _pct(run.speed["rtfx"]),
-        "device": run.speed["device"],
-        "dtype": run.speed["dtype"],
-        "batch_size": run.speed["batch_size"],
-        "audio_seconds": run.speed["audio_seconds"],
-        "compute_seconds": run.speed["compute_seconds"],
-        "errors": error_summary(table),
+        **{key: run.speed[key] for key in ("device", "dtype", "batch_size", "audio_seconds", "compute_seconds")},
+        "errors": error_summary(run.table(scripts)),
     }
 
 
-def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: str, dataset: str, split: str,
-                   normalizer_name: str, num_skipped: int = 0, checks: dict | None = None) -> dict:
-    """results.json: the evaluated model's numbers at the top level (the fine-tuned one when there is one, else
-    the baseline), the baseline's under "baseline", the relative WER improvement between them, the bootstrap
-    intervals and paired difference under "confidence" (helpers.confidence), and `checks` (e.g. what the model
-    writes for silence and noise)."""
+def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
+                  dataset: str, split: str, normalizer_name: str, num_skipped: int = 0,
+                  checks: dict | None = None) -> dict:
+    """Write predictions.csv and results.json to run_dir, and the results into the fine-tuned model's card when
+    that model is a local folder; return the results. They hold the evaluated model's numbers at the top level (the
+    fine-tuned one when there is one), the baseline's under "baseline", the relative WER improvement, the bootstrap
+    intervals under "confidence" (helpers.confidence), and `checks` (e.g. what the model writes for silence)."""
     from helpers.confidence import confidence_record
     from helpers.languages import whisper_language
 
+    run_dir = Path(run_dir)
     scripts = M.expected_scripts(baseline.references)
-    base = run_record(baseline, baseline.table(scripts))
-    main = run_record(finetuned, finetuned.table(scripts)) if finetuned is not None else dict(base)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    predictions_frame(finetuned or baseline, baseline, scripts).to_csv(
+        run_dir / PREDICTIONS_FILE, index=False, float_format="%.2f", encoding="utf-8")
+    base = run_record(baseline, scripts)
+    main = run_record(finetuned, scripts) if finetuned is not None else dict(base)
     improvement = M.relative_improvement(base["wer"], main["wer"]) if finetuned is not None else math.nan
-    return {
+    results = {
         "language": language,
         "whisper_language": whisper_language(language),
         "dataset": dataset,
@@ -442,21 +411,6 @@ def results_record(baseline: EvalRun, finetuned: EvalRun | None, *, language: st
         **(checks or {}),
         "baseline": base,
     }
-
-
-def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
-                  dataset: str, split: str, normalizer_name: str, num_skipped: int = 0,
-                  checks: dict | None = None) -> dict:
-    """Write predictions.csv and results.json to run_dir, and the results into the fine-tuned model's card when
-    that model is a local folder. Returns the results record."""
-    run_dir = Path(run_dir)
-    scripts = M.expected_scripts(baseline.references)
-    main = finetuned or baseline
-    run_dir.mkdir(parents=True, exist_ok=True)
-    predictions_frame(main, baseline if finetuned else None, scripts).to_csv(
-        run_dir / PREDICTIONS_FILE, index=False, float_format="%.2f", encoding="utf-8")
-    results = results_record(baseline, finetuned, language=language, dataset=dataset, split=split,
-                             normalizer_name=normalizer_name, num_skipped=num_skipped, checks=checks)
     write_json(results, run_dir / RESULTS_FILE)
     if finetuned is not None and Path(finetuned.model_name).is_dir():
         update_model_card(finetuned.model_name, results)

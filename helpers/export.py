@@ -10,7 +10,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from helpers.audio import SAMPLING_RATE
-from helpers.inference import WINDOW_SECONDS, clip_array
+from helpers.inference import WINDOW_SECONDS, clip_array, generation_kwargs, input_features, rtfx, token_budget
+from helpers.languages import whisper_language_code
 
 # The files faster-whisper reads beside CTranslate2's model.bin: the tokenizer (else it downloads one from the
 # Hub) and the feature extractor's settings (the number of mel bins: 80 up to large-v2, 128 for large-v3).
@@ -41,8 +42,6 @@ class Backend:
 
     @property
     def rtfx(self) -> float:
-        from helpers.inference import rtfx
-
         return rtfx(self.audio_seconds, self.compute_seconds)
 
 
@@ -50,10 +49,9 @@ def pad_to_window(audio: np.ndarray) -> np.ndarray:
     """`audio` followed by silence up to Whisper's 30-second window (longer audio is returned as it is).
 
     transformers (and so notebook 03's training) pads a short clip's *audio* with zeros to 30 s before computing the
-    log-mel features, so the encoder sees silence after the speech. faster-whisper computes the features of the clip
-    alone and pads the *features* with zeros, which is not silence in Whisper's scaled log-mel (it is the level of a
-    faint sound). A fine-tuned model has only ever seen silence there and can write other words; padding the audio
-    first gives faster-whisper the same input as transformers."""
+    log-mel features; faster-whisper pads the *features* with zeros, which in Whisper's scaled log-mel is not silence
+    but the level of a faint sound. A fine-tuned model has only ever seen silence there and can write other words;
+    padding the audio first gives faster-whisper the same input as transformers."""
     window = int(WINDOW_SECONDS * SAMPLING_RATE)
     return audio if len(audio) >= window else np.pad(audio, (0, window - len(audio)))
 
@@ -63,8 +61,6 @@ def faster_whisper_texts(model, arrays: Sequence[np.ndarray], language: str | No
     """Transcribe each array (one at a time, as `WhisperModel.transcribe` does) with faster-whisper; returns the texts
     and the seconds it took. `pad=True` pads each clip with silence to 30 s first (`pad_to_window`); `settings` go to
     `transcribe` (beam_size, without_timestamps, temperature, ...)."""
-    from helpers.languages import whisper_language_code
-
     code = whisper_language_code(language) if language else None
     texts, seconds = [], 0.0
     for array in arrays:
@@ -117,20 +113,17 @@ def long_recording(rows: Iterable[Any], seconds: float, pause_seconds: float = 1
     return Recording(np.concatenate(parts), " ".join(sentences), len(sentences), pause_seconds)
 
 
-def chunked_pipeline(model, processor, language: str | None, chunk_seconds: float = WINDOW_SECONDS,
-                     batch_size: int = 1):
+def chunked_pipeline(model, processor, language: str | None):
     """transformers' chunked long-form decoding: overlapping 30-second windows decoded independently and
     stitched on their overlap, which needs no timestamp tokens. Each window's transcript is capped at what 30 s of
     speech can hold (`token_budget`, as notebook 04 caps a clip's), so a window on which the decoder loops costs a
     bounded number of words."""
     from transformers import pipeline
 
-    from helpers.inference import generation_kwargs, token_budget
-
-    kwargs = generation_kwargs(model, language, max_new_tokens=token_budget(model, chunk_seconds))
+    kwargs = generation_kwargs(model, language, max_new_tokens=token_budget(model, WINDOW_SECONDS))
     return pipeline("automatic-speech-recognition", model=model, tokenizer=processor.tokenizer,
-                    feature_extractor=processor.feature_extractor, chunk_length_s=chunk_seconds,
-                    batch_size=batch_size, device=model.device, generate_kwargs=kwargs)
+                    feature_extractor=processor.feature_extractor, chunk_length_s=WINDOW_SECONDS,
+                    batch_size=1, device=model.device, generate_kwargs=kwargs)
 
 
 def transformers_long_form(model, processor, audio: np.ndarray, language: str | None) -> dict:
@@ -138,8 +131,6 @@ def transformers_long_form(model, processor, audio: np.ndarray, language: str | 
     30-second window, move on to the last timestamp the model predicted, repeat. Returns the text, the segments'
     (start, end) in seconds and the compute time."""
     import torch
-
-    from helpers.inference import generation_kwargs, input_features
 
     if len(audio) <= WINDOW_SECONDS * SAMPLING_RATE:
         raise ValueError(f"long-form decoding needs more than {WINDOW_SECONDS:g} s of audio, got {len(audio) / SAMPLING_RATE:.1f} s")

@@ -1,11 +1,8 @@
 """What fine-tuning cost: another language's WER and Whisper's language identification, before and after.
 
 Fine-tuning on one language teaches the decoder that every clip is in that language. Two measures show what that
-did to the rest of the model, each for the zero-shot and the fine-tuned model on the same clips:
-
-- `language_id`: Whisper's own language detection (the token it predicts after <|startoftranscript|>) on clips of
-  a known language: the share detected correctly, and what was detected;
-- `other_language_wer`: the WER on another language's clips (English by default), transcribed in that language.
+did to the rest of the model: Whisper's own language detection (the token it predicts after
+<|startoftranscript|>) on clips of a known language, and the WER on another language's clips.
 """
 
 from __future__ import annotations
@@ -16,6 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from helpers.audio import SAMPLING_RATE
+from helpers.inference import clip_array, transcribe
+from helpers.languages import whisper_language_code
+from helpers.metrics import compute_metrics
 
 
 def detected_languages(model, processor, arrays: Sequence[np.ndarray], batch_size: int = 8) -> list[str]:
@@ -45,10 +45,6 @@ def cost_record(runs: Sequence, target: Sequence[np.ndarray], target_code: str, 
     """For each evaluated model: language identification on the target language's clips and on the other
     language's, and the WER on the other language's clips (transcribed as that language, Whisper's normaliser
     for it). What results.json keeps under "fine_tuning_cost"."""
-    from helpers.inference import clip_array, transcribe
-    from helpers.languages import whisper_language_code
-    from helpers.metrics import compute_metrics
-
     other_code = whisper_language_code(other_language)
     other_arrays = [clip_array(clip) for clip in other_clips]
     references = [str(clip["sentence"]) for clip in other_clips]

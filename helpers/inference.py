@@ -1,11 +1,9 @@
 """Batched Whisper inference and its speed (RTFx).
 
-Evaluation transcribes many clips, so this module never feeds the model one clip at a time: clips are grouped
-into batches of similar length, turned into log-mel features with an attention mask, and decoded together with
-the language and task set explicitly (greedy by default). On a GPU the model runs in half precision.
-
-Speed is reported as RTFx, the Open ASR Leaderboard's measure: seconds of audio transcribed per second of
-compute, measured after a warm-up pass. Higher is faster; RTFx 10 means one hour of audio takes six minutes.
+Clips are grouped into batches of similar length, turned into log-mel features with an attention mask, and decoded
+together with the language and task set explicitly (greedy), in half precision on a GPU. RTFx, the Open ASR
+Leaderboard's measure, is seconds of audio transcribed per second of compute, measured after a warm-up pass:
+RTFx 10 means one hour of audio takes six minutes.
 """
 
 from __future__ import annotations
@@ -14,8 +12,9 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -32,9 +31,7 @@ TOKEN_MARGIN = 20
 CPU_ENCODER_CLIP_BY_CLIP = True
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Devices, precision, loading
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------- Devices, precision, loading
 
 
 def pick_device(device: str = "auto") -> str:
@@ -48,11 +45,8 @@ def pick_device(device: str = "auto") -> str:
 
 
 def pick_dtype(device: str, dtype: str = "auto"):
-    """Precision for inference: float16 on a GPU and float32 on the CPU when "auto".
-
-    "float16", "bfloat16" and "float32" may be asked for explicitly. Half precision on the CPU is slow and is
-    refused, because it would make the speed numbers meaningless.
-    """
+    """Precision for inference: float16 on a GPU and float32 on the CPU when "auto", or the one named. Half
+    precision on the CPU is slow and is refused, because it would make the speed numbers meaningless."""
     import torch
 
     names = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -68,11 +62,8 @@ def pick_dtype(device: str, dtype: str = "auto"):
 
 
 def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "auto"):
-    """Load a Whisper model and its processor from a local folder or a Hub id, ready for inference.
-
-    Returns (model, processor). The model is in eval mode, on `device`, in the precision `pick_dtype` chooses.
-    A local path that does not exist gives a FileNotFoundError naming it (no silent fall-back to the Hub).
-    """
+    """(model, processor) from a local folder or a Hub id, in eval mode on `device`, ready for inference. A local
+    path that does not exist gives a FileNotFoundError naming it (no silent fall-back to the Hub)."""
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     from helpers.files import hub_id
@@ -110,9 +101,8 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "aut
 
 
 def is_multilingual(model_or_config) -> bool:
-    """True for multilingual checkpoints; English-only ones (".en") have no language or task tokens.
-
-    Takes a model, or its generation config or config."""
+    """True for multilingual checkpoints (given a model, its generation config or its config); English-only ones
+    (".en") have no language or task tokens."""
     gen = getattr(model_or_config, "generation_config", model_or_config)
     flag = getattr(gen, "is_multilingual", None)
     if flag is not None:
@@ -121,9 +111,8 @@ def is_multilingual(model_or_config) -> bool:
     return getattr(config, "vocab_size", 51865) >= 51865
 
 
-def generation_kwargs(model, language: str | None, task: str = "transcribe", num_beams: int = 1,
-                      max_new_tokens: int | None = None) -> dict:
-    """Keyword arguments for `model.generate`: language and task forced, greedy unless num_beams > 1.
+def generation_kwargs(model, language: str | None, num_beams: int = 1, max_new_tokens: int | None = None) -> dict:
+    """Keyword arguments for `model.generate`: language and the transcribe task forced, greedy unless num_beams > 1.
 
     `language` is a Common Voice locale ("es", "zh-CN") or a Whisper language name ("spanish"); None lets the
     model detect the language. English-only models take no language or task: asking one for another language
@@ -140,20 +129,16 @@ def generation_kwargs(model, language: str | None, task: str = "transcribe", num
         return kwargs
     if language is not None:
         kwargs["language"] = whisper_language(language)
-    kwargs["task"] = task
+    kwargs["task"] = "transcribe"
     return kwargs
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Clips
-# --------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------- Clips
 
 
 def clip_array(clip: Any) -> np.ndarray:
-    """The 16 kHz mono float32 waveform of a clip given as a dataset row, an audio dict or an array.
-
-    Rows are the loader's rows ({"audio": {"array", "sampling_rate"}, ...}); other sampling rates are resampled.
-    """
+    """The 16 kHz mono float32 waveform of a loader row ({"audio": {"array", "sampling_rate"}, ...}), an audio dict
+    or an array; other sampling rates are resampled."""
     if isinstance(clip, dict) and "audio" in clip:
         clip = clip["audio"]
     rate = SAMPLING_RATE
@@ -174,9 +159,7 @@ def clip_array(clip: Any) -> np.ndarray:
     return array
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Batched transcription
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------- Batched transcription
 
 
 def rtfx(audio_seconds: float, compute_seconds: float) -> float:
@@ -202,10 +185,6 @@ class Transcription:
     clip_seconds: list[float] = field(default_factory=list)  # duration of each clip, in input order
 
     @property
-    def num_clips(self) -> int:
-        return len(self.texts)
-
-    @property
     def rtfx(self) -> float:
         return rtfx(self.audio_seconds, self.compute_seconds)
 
@@ -218,7 +197,7 @@ class Transcription:
             "batch_size": self.batch_size,
             "device": self.device,
             "dtype": self.dtype,
-            "num_clips": self.num_clips,
+            "num_clips": len(self.texts),
         }
 
 
@@ -249,16 +228,12 @@ def input_features(processor, arrays: list[np.ndarray], device, dtype, long_form
             "attention_mask": inputs["attention_mask"].to(device)}
 
 
-def _supports_timestamps(model, processor) -> bool:
-    token_id = getattr(model.generation_config, "no_timestamps_token_id", None)
-    return token_id is not None and len(processor.tokenizer) > token_id + 1
-
-
 def _generate_batch(model, processor, arrays: list[np.ndarray], kwargs: dict) -> list[str]:
     import torch
 
     long_form = max(len(a) for a in arrays) > WINDOW_SECONDS * SAMPLING_RATE
-    if long_form and not _supports_timestamps(model, processor):
+    no_timestamps = getattr(model.generation_config, "no_timestamps_token_id", None)
+    if long_form and (no_timestamps is None or len(processor.tokenizer) <= no_timestamps + 1):
         warnings.warn("clips longer than 30 s need timestamp tokens, which this model's tokenizer lacks: "
                       "only their first 30 seconds are transcribed")
         long_form = False
@@ -293,8 +268,8 @@ def token_budget(model, seconds: float) -> int:
 
 
 def transcribe(model, processor, clips: Iterable[Any], language: str | None = None, batch_size: int = 8,
-               task: str = "transcribe", num_beams: int = 1, max_new_tokens: int | str | None = "auto",
-               window: int | None = None, on_window: Callable[[list[str]], None] | None = None) -> Transcription:
+               max_new_tokens: int | str | None = "auto", window: int | None = None,
+               on_window: Callable[[list[str]], None] | None = None) -> Transcription:
     """Transcribe clips in batches and time it.
 
     `clips` is any iterable of loader rows, audio dicts or 16 kHz arrays (a list, a `datasets.Dataset` or a
@@ -307,14 +282,13 @@ def transcribe(model, processor, clips: Iterable[Any], language: str | None = No
     `on_window`, if given, gets each window's texts as soon as they are done (to write them as they come).
     """
     auto = max_new_tokens == "auto"
-    kwargs = generation_kwargs(model, language, task=task, num_beams=num_beams,
-                               max_new_tokens=None if auto else max_new_tokens)
-    window = window or batch_size * 16
+    kwargs = generation_kwargs(model, language, max_new_tokens=None if auto else max_new_tokens)
+    clips = iter(clips)
     texts: list[str] = []
     audio_seconds = compute_seconds = 0.0
     sizes: list[int] = []
     seconds: list[float] = []
-    for chunk in _windows(clips, window):
+    for chunk in iter(lambda: list(islice(clips, window or batch_size * 16)), []):  # a window of clips at a time
         arrays = [clip_array(clip) for clip in chunk]
         out: list[str | None] = [None] * len(arrays)
         for batch in plan_batches([len(a) for a in arrays], batch_size, window=len(arrays)):
@@ -339,17 +313,6 @@ def transcribe(model, processor, clips: Iterable[Any], language: str | None = No
     return Transcription(texts=texts, audio_seconds=audio_seconds, compute_seconds=compute_seconds,
                          batch_size=batch_size, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
                          batch_sizes=sizes, clip_seconds=seconds)
-
-
-def _windows(clips: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for clip in clips:
-        chunk.append(clip)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def warm_up(model, processor, clip: Any, language: str | None = None, batch_size: int = 1) -> None:

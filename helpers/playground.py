@@ -6,37 +6,28 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any, Sequence
 
+import numpy as np
+
 from helpers.audio import SAMPLING_RATE
 from helpers.evaluation import EvalRun, row_at, as_text
-from helpers.inference import transcribe
+from helpers.inference import clip_array, transcribe
 
 
-def silence_and_noise(run: EvalRun, seconds: float = 5.0, seed: int = 0) -> dict[str, str]:
-    """What the model writes for audio without speech: digital silence and white noise, `seconds` each. A sound
+def silence_and_noise(run: EvalRun) -> dict[str, str]:
+    """What the model writes for audio without speech: digital silence and white noise, 5 seconds each. A sound
     model writes nothing; fine-tuned models often write a stock phrase from their training data (the best-known
     Whisper hallucination)."""
-    import numpy as np
-
-    n = int(seconds * SAMPLING_RATE)
+    n = 5 * SAMPLING_RATE
     clips = {"silence": np.zeros(n, np.float32),
-             "noise": (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)}
+             "noise": (0.1 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)}
     result = transcribe(run.model, run.processor, list(clips.values()), language=run.language, batch_size=2)
-    return dict(zip(clips, (text.strip() for text in result.texts)))
+    return dict(zip(clips, result.texts))
 
 
 def transcribe_with(runs: Sequence[EvalRun], audio: Any, language: str) -> dict[str, str]:
     """Transcribe one clip (a row, an audio dict or a 16 kHz array) with each evaluated model."""
     return {run.label: transcribe(run.model, run.processor, [audio], language=language, batch_size=1).texts[0]
             for run in runs}
-
-
-def clip_choices(clips, max_n: int = 50) -> list[tuple[str, int]]:
-    """(label, index) pairs naming the first clips by number and reference, for a drop-down."""
-    out = []
-    for index, row in enumerate(islice(iter(clips), max_n)):
-        sentence = as_text(row.get("sentence"))
-        out.append((f"#{index}: {sentence[:60]}{'…' if len(sentence) > 60 else ''}", index))
-    return out
 
 
 def transcriber(runs: Sequence[EvalRun], clips, language: str, headless: bool | None = None) -> dict[str, str]:
@@ -48,14 +39,12 @@ def transcriber(runs: Sequence[EvalRun], clips, language: str, headless: bool | 
     """
     from helpers.widgets import is_headless
 
-    if headless is None:
-        headless = is_headless()
     first = row_at(clips, 0)
     texts = transcribe_with(runs[-1:], first, language)
     print(f"clip #0 reference: {as_text(first.get('sentence'))}")
     for label, text in texts.items():
         print(f"{label:>11}: {text}")
-    if not headless:
+    if not (is_headless() if headless is None else headless):
         _transcriber_widget(runs, clips, language)
     return texts
 
@@ -65,10 +54,11 @@ def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
     from IPython.display import display
 
     from helpers.audio import decode
-    from helpers.inference import clip_array
     from helpers.widgets import wav_bytes
 
-    pick = widgets.Dropdown(options=clip_choices(clips), description="Test clip")
+    sentences = [as_text(row.get("sentence")) for row in islice(iter(clips), 50)]  # the first 50 clips to pick from
+    choices = [(f"#{i}: {s[:60]}{'…' if len(s) > 60 else ''}", i) for i, s in enumerate(sentences)]
+    pick = widgets.Dropdown(options=choices, description="Test clip")
     upload = widgets.FileUpload(accept="audio/*,.mp3,.wav,.flac,.ogg", multiple=False, description="Upload")
     which = widgets.ToggleButtons(options=[r.label for r in runs] + (["both"] if len(runs) > 1 else []),
                                   value="both" if len(runs) > 1 else runs[0].label, description="Model")
