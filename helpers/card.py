@@ -1,9 +1,7 @@
 """The model card (README.md beside a saved model) and the upload to the Hub.
 
-Notebook 03 writes the card when it saves a model (`write_model_card`: what it was trained from, on what, with
-which settings, and its WER at the last step); notebook 04 puts its evaluation into the same card
-(`update_model_card`: a results section and the model-index entries, replaced on the next evaluation). Both write
-the model-index the Hub reads with `eval_results`.
+Notebook 03 writes the card when it saves a model (`write_model_card`); notebook 04 puts its evaluation into it
+(`update_model_card`, replaced on the next evaluation). Both write the model-index the Hub reads.
 """
 
 from __future__ import annotations
@@ -62,9 +60,8 @@ def write_model_card(model_dir: str | Path, *, base_model: str, dataset: str, la
         eval_results=eval_results({k: metrics.get(k) for k in ("wer", "wer_orthographic")}, dataset, language,
                                   eval_split),
     )
-    before = ""
-    if zero_shot_metrics and zero_shot_metrics.get("wer") is not None:
-        before = f" (before fine-tuning: {float(zero_shot_metrics['wer']):.1f}%)"
+    zero_shot_wer = (zero_shot_metrics or {}).get("wer")
+    before = "" if zero_shot_wer is None else f" (before fine-tuning: {float(zero_shot_wer):.1f}%)"
     params = "\n".join(f"- {k}: {v}" for k, v in (hyperparameters or {}).items())
     body = f"""
 # {name}
@@ -115,7 +112,10 @@ def update_model_card(model_dir: str | Path, results: dict) -> Path:
     kept = [r for r in (card.data.eval_results or []) if (r.dataset_config, r.dataset_split, r.metric_name) not in keys]
     card.data.eval_results = kept + new
     card.data.model_name = card.data.model_name or name
-    card.text = _with_section(card.text, _results_section(results))
+    section = _results_section(results)  # replaces the one of an earlier evaluation
+    text, found = re.subn(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), lambda _: section, card.text,
+                          flags=re.S)
+    card.text = text if found else card.text.rstrip() + "\n\n" + section + "\n"
     card.save(path)
     return path
 
@@ -139,39 +139,26 @@ def _results_section(results: dict) -> str:
                   f"({interval['groups']} {interval['resampled']} drawn whole, {interval['resamples']} draws)."]
     difference = confidence.get("wer_difference_finetuned_minus_baseline") or {}
     if difference.get("low") is not None:
-        lines += [f"Fine-tuned minus zero-shot WER: {difference['value']:+.1f} points (interval {difference['low']:+.1f} "
-                  f"to {difference['high']:+.1f}); fine-tuning helped in {100 * difference['probability_improved']:.0f}% "
-                  "of the paired draws."]
+        lines += [f"Fine-tuned minus zero-shot WER: {difference['value']:+.1f} points (interval "
+                  f"{difference['low']:+.1f} to {difference['high']:+.1f}); fine-tuning helped in "
+                  f"{100 * difference['probability_improved']:.0f}% of the paired draws."]
     lines += ["", f"Normalised with Whisper's `{results['normalizer']}`; dataset `{results['dataset']}`, "
               f"language `{results['language']}`.", "", SECTION_END]
     return "\n".join(lines)
 
 
-def _with_section(text: str, section: str) -> str:
-    pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section, text)
-    return text.rstrip() + "\n\n" + section + "\n"
+def push_model(model_dir: str | Path, repo_id: str) -> str:
+    """Upload run_dir/model to a private Hub repository (token from the environment or `hf auth login`, never a
+    parameter)."""
+    from huggingface_hub import HfApi, get_token
 
-
-def hub_token() -> str | None:
-    """A token from the environment (HF_TOKEN) or the Hub login; never from a parameter."""
-    from huggingface_hub import get_token
-
-    return os.environ.get("HF_TOKEN") or get_token()
-
-
-def push_model(model_dir: str | Path, repo_id: str, private: bool = True) -> str:
-    """Upload run_dir/model to the Hub (token from the environment or `hf auth login` only)."""
-    token = hub_token()
+    token = os.environ.get("HF_TOKEN") or get_token()
     if not token:
         raise RuntimeError(
             "push_to_hub=True but no Hugging Face token was found: run `hf auth login` in a terminal or set the "
             "HF_TOKEN environment variable (never put a token in a notebook parameter)."
         )
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.create_repo(repo_id, private=True, exist_ok=True)
     api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
     return f"https://huggingface.co/{repo_id}"

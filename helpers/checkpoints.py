@@ -24,14 +24,8 @@ CLOCK = "TrainingClock"  # the clock callback's class name: its entry in a train
 
 def last_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint in run_dir/checkpoints (one whose trainer state was written last)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return None
-    done = []
-    for path in folder.glob("checkpoint-*"):
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and path.is_dir() and (path / STATE_FILE).is_file():
-            done.append((int(match.group(1)), path))
+    done = [(int(path.name.split("-")[1]), path) for path in (Path(run_dir) / CHECKPOINTS).glob("checkpoint-*")
+            if re.fullmatch(r"checkpoint-\d+", path.name) and (path / STATE_FILE).is_file()]
     return max(done)[1] if done else None
 
 
@@ -56,13 +50,7 @@ class TrainingOutcome:
         return {k.removeprefix("eval_"): v for k, v in evals[-1].items()} if evals else {}
 
 
-def _train_numbers(log_history: list) -> tuple[float | None, float | None]:
-    done = [h for h in log_history if "train_runtime" in h]
-    return (done[-1]["train_runtime"], done[-1].get("train_samples_per_second")) if done else (None, None)
-
-
 def _read_state(path: Path) -> dict | None:
-    """A saved trainer state (STATE_FILE) as a dict (None when there is none)."""
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -109,21 +97,6 @@ def _clock_callback(before: dict):
     return TrainingClock()
 
 
-def _load_checkpoint_weights(trainer, folder: Path) -> None:
-    """Put the weights of checkpoint `folder` into the trainer's model, in place: LoRA adapters into the adapter
-    model, full weights through `from_pretrained`."""
-    if hasattr(trainer.model, "merge_and_unload"):  # a peft model: the checkpoint holds its adapters
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(trainer.model, load_file(folder / "adapter_model.safetensors"))
-        return
-    from transformers import WhisperForConditionalGeneration
-
-    saved = WhisperForConditionalGeneration.from_pretrained(folder)
-    trainer.model.load_state_dict(saved.state_dict())
-
-
 def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> TrainingOutcome:
     """Train, continue an interrupted run from its last checkpoint, or load a finished run without retraining.
 
@@ -133,6 +106,8 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
     - otherwise: train from the pretrained model.
     `retrain=True` deletes run_dir/checkpoints and run_dir/model first.
     """
+    from transformers import TrainerState, WhisperForConditionalGeneration
+
     run_dir = Path(run_dir)
     max_steps = trainer.args.max_steps
     if retrain:
@@ -145,21 +120,16 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
                 f"{run_dir / MODEL} holds a finished run of {state.get('global_step')} steps but max_steps is "
                 f"{max_steps}. Set retrain=True to train again from the start, or choose another run_dir."
             )
-        from transformers import WhisperForConditionalGeneration
-
         trained = WhisperForConditionalGeneration.from_pretrained(run_dir / MODEL)  # LoRA adapters merged in
         trained.config.use_cache = False
         trainer.model = trainer.model_wrapped = trained.to(trainer.args.device)
-        message = (
-            f"{run_dir / MODEL} holds a finished run of {max_steps} steps: loaded it instead of training again "
-            "(retrain=True trains from the start)."
-        )
         if trainer.is_world_process_zero():
-            print(message, flush=True)
+            print(f"{run_dir / MODEL} holds a finished run of {max_steps} steps: loaded it instead of training again "
+                  "(retrain=True trains from the start).", flush=True)
         history, clock = state.get("log_history", []), _saved_clock(state)
-        runtime, samples_per_second = _train_numbers(history)
-        return TrainingOutcome("already finished", max_steps, None, clock.get("seconds") or runtime,
-                               samples_per_second, history, clock.get("data_wait_seconds"))
+        end = ([h for h in history if "train_runtime" in h] or [{}])[-1]
+        return TrainingOutcome("already finished", max_steps, None, clock.get("seconds") or end.get("train_runtime"),
+                               end.get("train_samples_per_second"), history, clock.get("data_wait_seconds"))
     checkpoint = last_checkpoint(run_dir)
     step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
     if step > max_steps:
@@ -171,25 +141,27 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
         # The run stopped after its last checkpoint but before the model was saved. Trainer.train would resume
         # and then take one step too many (it checks max_steps only after a step), so load the checkpoint.
         # (Under DeepSpeed or FSDP the weights load only inside Trainer.train: there it resumes as usual.)
-        from transformers import TrainerState
+        if hasattr(trainer.model, "merge_and_unload"):  # a peft model: the checkpoint holds its adapters
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
 
-        _load_checkpoint_weights(trainer, checkpoint)
+            set_peft_model_state_dict(trainer.model, load_file(checkpoint / "adapter_model.safetensors"))
+        else:
+            trainer.model.load_state_dict(WhisperForConditionalGeneration.from_pretrained(checkpoint).state_dict())
         trainer.state = TrainerState.load_from_json(str(checkpoint / STATE_FILE))
         trainer.state.is_world_process_zero = trainer.is_world_process_zero()  # saved by process 0
         trainer.state.is_local_process_zero = trainer.is_local_process_zero()
         if hasattr(trainer.compute_metrics, "last"):
-            trainer.compute_metrics.last = {}  # no transcripts of this model yet: final_metrics evaluates it
+            trainer.compute_metrics.last = {}  # no transcripts of this model yet: finish_run evaluates it
         if trainer.is_world_process_zero():
             print(f"{checkpoint.name} holds all {max_steps} steps: loaded it (the run stopped before saving the "
                   "model).", flush=True)
         clock = _saved_clock({"stateful_callbacks": trainer.state.stateful_callbacks})
         return TrainingOutcome("resumed", trainer.state.global_step, checkpoint.name, clock.get("seconds"), None,
                                list(trainer.state.log_history), clock.get("data_wait_seconds"))
-    status = "resumed" if checkpoint is not None else "trained"
-    message = (f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over." if checkpoint
-               else f"Training from the pretrained model for {max_steps} steps.")
     if trainer.is_world_process_zero():
-        print(message, flush=True)
+        print(f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over." if checkpoint
+              else f"Training from the pretrained model for {max_steps} steps.", flush=True)
     clock = _clock_callback(_saved_clock(_read_state(checkpoint / STATE_FILE)) if checkpoint else {})
     trainer.add_callback(clock)
     try:
@@ -199,14 +171,13 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
     totals = clock.totals()
     trainer.state.stateful_callbacks[CLOCK] = {"args": {}, "attributes": totals}  # saved with the model
     # one clock: the trainer's own train_runtime covers this session only, over a slightly different span
-    return TrainingOutcome(status, trainer.state.global_step, checkpoint.name if checkpoint else None,
-                           totals["seconds"], result.metrics.get("train_samples_per_second"),
-                           list(trainer.state.log_history), totals["data_wait_seconds"])
+    return TrainingOutcome("resumed" if checkpoint else "trained", trainer.state.global_step,
+                           checkpoint.name if checkpoint else None, totals["seconds"],
+                           result.metrics.get("train_samples_per_second"), list(trainer.state.log_history),
+                           totals["data_wait_seconds"])
 
 
 # ------------------------------------------------------------------------------------------------ save
-
-
 def save_final_model(trainer, processor, run_dir: str | Path) -> Path:
     """Write the final model, processor and generation config (language and task set) to run_dir/model.
 

@@ -1,7 +1,6 @@
 """Checks behind notebook 00: is this machine ready to fine-tune Whisper? (What fits on it: helpers.settings.)
 
-Every check returns plain data (dicts and lists) so that tests can reach it and the notebook only prints it.
-Statuses are "ok" (nothing to do), "warn" (works, but read the advice) and "fail" (fix before going on).
+Every check returns plain data; statuses are "ok", "warn" (works, but read the advice) and "fail" (fix first).
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -24,8 +24,6 @@ from helpers.audio import SAMPLING_RATE
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
-MIN_PYTHON = (3, 10)
-
 COMMON_VOICE_NOTE = (
     "Common Voice is no longer published as a Hub dataset: Mozilla distributes each release as a download "
     "(one .tar.gz per locale). Unpack it and pass the locale folder (the one holding train.tsv and clips/) "
@@ -34,28 +32,18 @@ COMMON_VOICE_NOTE = (
 
 # ----------------------------------------------------------------------------------------------- versions
 def parse_requirements(path: str | Path) -> dict[str, str | None]:
-    """Read `name==version` pins from a requirements file; unpinned names map to None.
-
-    Comments, blank lines, options (`-r`, `--index-url`) and environment markers are ignored.
-    """
+    """`name==version` pins of a requirements file; unpinned names map to None. Comments, options (`-r`) and
+    environment markers are ignored."""
     pins: dict[str, str | None] = {}
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
         line = raw.split("#", 1)[0].split(";", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        if "==" in line:
-            name, version = (part.strip() for part in line.split("==", 1))
-        else:
-            name = line
-            for sep in (">=", "<=", "~=", "!=", ">", "<", "["):
-                name = name.split(sep, 1)[0]
-            name, version = name.strip(), None
-        pins[name] = version
+        if line and not line.startswith("-"):
+            name, _, version = line.partition("==")
+            pins[re.split(r"[<>=!~\[]", name, maxsplit=1)[0].strip()] = version.strip() or None
     return pins
 
 
 def installed_version(name: str) -> str | None:
-    """The installed version of a distribution, or None when it is not installed."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -72,11 +60,10 @@ def same_version(installed: str, pinned: str) -> bool:
         return installed == pinned
 
 
-def check_versions(requirements: str | Path | Mapping[str, str | None]) -> list[dict]:
-    """One row per requirement: package, pinned, installed, status and advice. Mismatches are named."""
-    pins = parse_requirements(requirements) if isinstance(requirements, (str, Path)) else dict(requirements)
+def check_versions(requirements: str | Path) -> list[dict]:
+    """One row per requirement: package, pinned, installed, status and advice."""
     rows = []
-    for name, pinned in pins.items():
+    for name, pinned in parse_requirements(requirements).items():
         installed = installed_version(name)
         if installed is None:
             status, advice = FAIL, "not installed: pip install -r requirements.txt"
@@ -89,7 +76,7 @@ def check_versions(requirements: str | Path | Mapping[str, str | None]) -> list[
     return rows
 
 
-def check_python(minimum: tuple[int, int] = MIN_PYTHON) -> dict:
+def check_python(minimum: tuple[int, int] = (3, 10)) -> dict:
     """The running Python against the minimum the pinned libraries support."""
     version = platform.python_version()
     ok = sys.version_info[:2] >= minimum
@@ -110,20 +97,17 @@ def _nvidia_smi() -> dict:
                              capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    first = out.strip().splitlines()[0] if out.strip() else ""
-    parts = [p.strip() for p in first.split(",")]
+    parts = [p.strip() for p in out.strip().partition("\n")[0].split(",")]
     return {"smi_name": parts[0], "smi_memory": parts[1], "driver": parts[2]} if len(parts) == 3 else {}
 
 
 def torch_device() -> str:
-    """The device torch can compute on here: "cuda", "mps" (Apple GPU) or "cpu". The one device probe: notebook
-    00's report, training's settings and inference's "auto" device all start from it."""
+    """"cuda", "mps" (Apple GPU) or "cpu": the one device probe behind notebook 00, training and inference."""
     import torch
 
     if torch.cuda.is_available():
         return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
 def accelerator_info() -> dict:
@@ -142,34 +126,25 @@ def accelerator_info() -> dict:
     device = torch_device()
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        major, minor = props.major, props.minor
         info.update(device="cuda", name=props.name, gpu_count=torch.cuda.device_count(),
-                    memory_gib=round(props.total_memory / 2**30, 1), compute_capability=f"{major}.{minor}",
-                    bf16=bool(torch.cuda.is_bf16_supported()), fp16=(major, minor) >= (5, 3))
-        info.update(_nvidia_smi())
+                    memory_gib=round(props.total_memory / 2**30, 1), compute_capability=f"{props.major}.{props.minor}",
+                    bf16=bool(torch.cuda.is_bf16_supported()), fp16=(props.major, props.minor) >= (5, 3),
+                    **_nvidia_smi())
     elif device == "mps":
         info.update(device="mps", name="Apple GPU (Metal)", gpu_count=1, fp16=True)
     return info
 
 
 # -------------------------------------------------------------------------------------------------- audio
-def _dominant_frequency(array: np.ndarray, sampling_rate: int) -> float:
-    spectrum = np.abs(np.fft.rfft(array * np.hanning(len(array))))
-    return float(np.fft.rfftfreq(len(array), 1.0 / sampling_rate)[int(np.argmax(spectrum))])
-
-
-def check_audio(clip: str | Path | None = None, work_dir: str | Path | None = None,
-                frequency: float = 440.0) -> list[dict]:
+def check_audio(clip: str | Path | None = None, work_dir: str | Path | None = None) -> list[dict]:
     """Write a 1 s tone as WAV and as MP3, decode both back as the data loader does (helpers.audio: soundfile,
-    then soxr to 16 kHz), check length and pitch; decode `clip` too if given. One row per check:
-    {"item", "status", "detail"}.
-    """
+    then soxr to 16 kHz), check length and pitch; decode `clip` too if given. One row per check."""
     import soundfile as sf
 
     from helpers.audio import decode
 
     rows = []
-    rate = 48000
+    rate, frequency = 48000, 440.0
     tone = (0.3 * np.sin(2 * np.pi * frequency * np.arange(rate) / rate)).astype(np.float32)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for fmt, ext in (("WAV", "wav"), ("MP3", "mp3")):
@@ -177,7 +152,8 @@ def check_audio(clip: str | Path | None = None, work_dir: str | Path | None = No
             try:
                 sf.write(str(path), tone, rate, format=fmt)
                 array, seconds = decode(path, name=path.name)
-                pitch = _dominant_frequency(array, SAMPLING_RATE)
+                spectrum = np.abs(np.fft.rfft(array * np.hanning(len(array))))
+                pitch = float(np.fft.rfftfreq(len(array), 1.0 / SAMPLING_RATE)[int(np.argmax(spectrum))])
                 good = abs(seconds - 1.0) < 0.1 and abs(pitch - frequency) < 5
                 detail = f"{seconds:.2f} s at {rate} Hz -> {SAMPLING_RATE} Hz, pitch {pitch:.0f} Hz"
                 rows.append({"item": f"decode {ext}", "status": OK if good else FAIL,
@@ -208,7 +184,8 @@ def free_space(paths: Mapping[str, str | Path], min_free_gb: float = 10.0) -> li
             probe = probe.parent
         free_gb = shutil.disk_usage(probe).free / 1e9
         ok = free_gb >= min_free_gb
-        rows.append({"item": label, "path": display_path(path), "free_gb": round(free_gb, 1), "status": OK if ok else WARN,
+        rows.append({"item": label, "path": display_path(path), "free_gb": round(free_gb, 1),
+                     "status": OK if ok else WARN,
                      "advice": "" if ok else f"under {min_free_gb:g} GB free: checkpoints and datasets need room"})
     return rows
 
@@ -219,11 +196,9 @@ def display_path(path: str | Path) -> str:
     path = Path(path).expanduser().absolute()
     root = Path(__file__).resolve().parent.parent
     for base, prefix in ((root, ""), (Path.home(), "~/")):
-        try:
-            rel = path.relative_to(base)
-        except ValueError:
-            continue
-        return (prefix + rel.as_posix()) if str(rel) != "." else (prefix.rstrip("/") or ".")
+        if path.is_relative_to(base):
+            rel = path.relative_to(base).as_posix()
+            return prefix + rel if rel != "." else (prefix.rstrip("/") or ".")
     return str(path)
 
 
@@ -247,17 +222,16 @@ def hub_status(timeout: float = 3.0) -> dict:
         logged_in = get_token() is not None
     except Exception:
         logged_in = False
-    reachable = False
-    detail = "HF_HUB_OFFLINE=1: working from local files only"
+    reachable, detail = False, "HF_HUB_OFFLINE=1: working from local files only"
     if not offline:
+        reachable, detail = True, f"{constants.ENDPOINT} answered"
         try:
             urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout)
-            reachable, detail = True, f"{constants.ENDPOINT} answered"
         except urllib.error.HTTPError:
-            reachable, detail = True, f"{constants.ENDPOINT} answered"
-        except (urllib.error.URLError, OSError) as exc:
+            pass  # an error status is an answer too
+        except OSError as exc:  # URLError included
             reason = getattr(exc, "reason", exc)
-            detail = f"{constants.ENDPOINT} not reachable ({type(reason).__name__})"
+            reachable, detail = False, f"{constants.ENDPOINT} not reachable ({type(reason).__name__})"
     return {"offline_mode": offline, "reachable": reachable, "logged_in": logged_in, "endpoint": constants.ENDPOINT,
             "detail": detail, "common_voice": COMMON_VOICE_NOTE}
 
@@ -282,10 +256,8 @@ def clip_file(dataset: str, language: str, name: str) -> Path | None:
     from helpers.sources import dataset_folder
 
     base = dataset_folder(dataset, language)
-    for candidate in (base / "clips" / name, base / language / "clips" / name, base / name):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((c for c in (base / "clips" / name, base / language / "clips" / name, base / name) if c.is_file()),
+                None)
 
 
 def sanity_lines(result: Mapping) -> str:
@@ -297,23 +269,22 @@ def sanity_lines(result: Mapping) -> str:
         script = f", {clip['script']} script" if other and result.get("script_reference") else ""
         lines.append(f"     model:     {clip['hypothesis']}   (WER {clip['wer']:.0f}%{script})")
     bound = f" (must be under {result['max_wer']:.0f}%)" if result.get("max_wer") is not None else ""
+    issues = "; ".join(result["problems"] + result["notes"])
     lines.append(f"  WER over {len(result['clips'])} clips: {result['wer']:.1f}%{bound}; status {result['status']}"
-                 + (f": {'; '.join(result['problems'] + result['notes'])}" if result["problems"] + result["notes"]
-                    else ""))
+                 + (f": {issues}" if issues else ""))
     return "\n".join(lines)
 
 
 def sanity_check(model: str | Path, clips: Sequence, references: Sequence[str], language: str | None,
                  max_wer: float | None = None, weak_wer: float = 100.0, label: str = "transcribe clips",
                  loaded: tuple | None = None) -> dict:
-    """Transcribe clips whose transcripts are known and score them: normalised corpus WER in percent (Whisper's
-    evaluation normaliser for the language), per clip and overall, and the script the model wrote in.
+    """Transcribe clips whose transcripts are known and score them: normalised WER in percent, per clip and
+    overall, and the script the model wrote in.
 
-    Status "fail" when a transcript is empty or WER is not under `max_wer`: a broken install (wrong or random
-    weights, garbled audio, a mismatched tokenizer) writes nothing or unrelated text, WER near or above 100%.
-    Status "warn" when WER is `weak_wer` or more, or some transcripts are in another script than the references:
-    the install works but the checkpoint is weak for that language (what fine-tuning is for).
-    `clips` are loader rows, audio dicts or 16 kHz arrays; `loaded` = (model, processor) to reuse a loaded model.
+    "fail" when a transcript is empty or WER is not under `max_wer`: a broken install (wrong weights, garbled audio,
+    a mismatched tokenizer) writes nothing or unrelated text, WER near or above 100%. "warn" when WER is `weak_wer`
+    or more, or transcripts are in another script than the references: the install works but the checkpoint is
+    weak for that language (what fine-tuning is for). `loaded` = (model, processor) reuses a loaded model.
     """
     from helpers.inference import load_model, transcribe
     from helpers.metrics import clip_wer, dominant_script, normalize_all, wer

@@ -1,21 +1,14 @@
 """From rows of speech and text to what Whisper trains on: log-mel features and label ids.
 
-The steps, in the order notebook 03 and `python -m tools.train` run them:
-
-1. `check_training_split` refuses any split list that contains "test" (the test split is held out).
-2. `drop_eval_overlap` drops training rows whose sentence or clip also appears in the evaluation split.
-3. `filter_rows` drops rows Whisper cannot train on (audio over 30 s, labels over 448 tokens, empty
-   transcripts) and counts every drop by reason.
-4. `configure_language` puts the language/task prefix into the tokenizer and the generation config.
-5. `SpeechCollator` builds each batch when the Trainer asks for it (in DataLoader worker processes): it decodes
-   the clips, computes their log-mel features and label ids, and pads them. Rows stay light until then (a path
-   and a sentence), so memory and disk stay flat whatever the size of the data.
+The steps, in the order notebook 03 and `python -m tools.train` run them: `check_training_split` (never "test"),
+`drop_eval_overlap`, `filter_rows` (every drop counted by reason), `configure_language`, and `SpeechCollator`,
+which builds each batch when the Trainer asks for it. Rows stay light until then (a path and a sentence), so
+memory and disk stay flat whatever the size of the data.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import unicodedata
 from collections import Counter
@@ -46,8 +39,6 @@ TEST_SPLIT_RULE = (
 
 
 # ---------------------------------------------------------------------------------------------- splits
-
-
 def check_training_split(split: str) -> str:
     """Return the split unchanged, or raise ValueError if it would put test data into training."""
     parts = [p.strip().lower() for p in str(split).split("+") if p.strip()]
@@ -59,8 +50,6 @@ def check_training_split(split: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- reports
-
-
 @dataclass
 class DropReport:
     """Rows removed by a step, counted by reason, with enough of each row to find it again."""
@@ -83,40 +72,24 @@ class DropReport:
     def add(self, reason: str, row: dict, index: int | str | None = None, detail: str = "") -> None:
         """Count one row under `reason`; the written record says `detail` when given (the reason in full)."""
         self.counts[reason] += 1
-        sentence = str(row.get("sentence") or "")
-        self.dropped.append(
-            {
-                "step": self.step,
-                "reason": detail or reason,
-                "row": index,
-                "path": os.path.basename(str(row.get("path") or "")),
-                "sentence": sentence[:120],
-            }
-        )
+        self.dropped.append({"step": self.step, "reason": detail or reason, "row": index,
+                             "path": os.path.basename(str(row.get("path") or "")),
+                             "sentence": str(row.get("sentence") or "")[:120]})
 
     def as_dict(self) -> dict:
-        return {
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "dropped": self.total,
-            "by_reason": dict(sorted(self.counts.items())),
-        }
+        return {"rows_in": self.rows_in, "rows_out": self.rows_out, "dropped": self.total,
+                "by_reason": dict(sorted(self.counts.items()))}
 
     def summary(self, reasons: Iterable[str] = ()) -> str:
         """A few aligned lines: every known reason (also at zero), then what is left."""
-        lines = [f"{self.step}:"]
         names = list(dict.fromkeys([*reasons, *sorted(self.counts)]))
         width = max([len(n) for n in names] + [10])
-        for name in names:
-            lines.append(f"  {name:<{width}}  {self.counts.get(name, 0):>6}")
+        lines = [f"{self.step}:"] + [f"  {name:<{width}}  {self.counts.get(name, 0):>6}" for name in names]
         if self.rows_in is not None:
             lines.append(f"  {'kept':<{width}}  {self.rows_out:>6} of {self.rows_in}")
         else:
             lines.append(f"  {self.note}")
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
 
 
 def write_drops(reports: Iterable[DropReport], path: str | Path) -> Path:
@@ -150,8 +123,6 @@ def _metadata_rows(ds, columns: list[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------- eval overlap
-
-
 # Unicode categories that do not make two sentences different: punctuation (P*), separators (Z*), control and
 # format characters (Cc, Cf).
 IGNORED_IN_KEYS = {"Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cf"}
@@ -159,10 +130,9 @@ IGNORED_IN_KEYS = {"Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "
 
 def sentence_key(text: str) -> str:
     """A sentence reduced for comparison (a key, not text to show): two sentences are the same when they differ
-    only in Unicode form (NFKC), case, punctuation, spacing or invisible format characters (a zero-width
-    joiner, a soft hyphen). Letters, marks, digits and symbols ($, €, +) count. Spacing is dropped altogether, so
-    that scripts written without spaces (Chinese, Japanese, Thai) compare the same around punctuation.
-    Notebook 01's leak counts and the training split's overlap filter both use it."""
+    only in Unicode form (NFKC), case, punctuation, spacing or invisible format characters (a zero-width joiner, a
+    soft hyphen); letters, marks, digits and symbols ($, €, +) count. Spacing is dropped altogether, so that scripts
+    written without spaces (Chinese, Thai) compare the same around punctuation. Notebook 01 uses it too."""
     text = unicodedata.normalize("NFKC", str(text)).casefold()
     return "".join(ch for ch in text if unicodedata.category(ch) not in IGNORED_IN_KEYS and not ch.isspace())
 
@@ -172,7 +142,7 @@ def clip_key(path: Any) -> str:
     return os.path.basename(str(path or "")).strip()
 
 
-def drop_eval_overlap(train_ds, eval_ds, step: str = "overlap with evaluation split"):
+def drop_eval_overlap(train_ds, eval_ds):
     """Drop training rows whose sentence or clip also appears in `eval_ds`; return (train_ds, DropReport).
 
     Older Common Voice releases put sentences in train that newer releases use in test, so a model trained on
@@ -181,29 +151,26 @@ def drop_eval_overlap(train_ds, eval_ds, step: str = "overlap with evaluation sp
     eval_rows = _metadata_rows(eval_ds, ["sentence", "path"])
     eval_sentences = {sentence_key(r.get("sentence", "")) for r in eval_rows} - {""}
     eval_clips = {clip_key(r.get("path")) for r in eval_rows} - {""}
-    report = DropReport(step)
 
     def reason_for(row: dict) -> str | None:
         if clip_key(row.get("path")) in eval_clips:
             return REASON_CLIP
-        if sentence_key(row.get("sentence", "")) in eval_sentences:
-            return REASON_SENTENCE
-        return None
+        return REASON_SENTENCE if sentence_key(row.get("sentence", "")) in eval_sentences else None
 
-    return _apply(train_ds, reason_for, report, ["sentence", "path"])
+    return _apply(train_ds, lambda rows: [reason_for(row) for row in rows], "overlap with evaluation split",
+                  ["sentence", "path"])
 
 
-def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, columns: list[str],
-           reasons_for: Callable[[list[dict]], list[str | None]] | None = None):
-    """Keep the rows for which `reason_for` gives None; record the others in `report`. `reasons_for` (all rows
-    at once, when that is faster) is used for data that is not streamed."""
+def _apply(ds, decide: Callable[[list[dict]], list[str | None]], step: str, columns: list[str]):
+    """Keep the rows for which `decide` (all rows at once) gives None; count the others in a DropReport."""
+    report = DropReport(step)
     if isinstance(ds, datasets.IterableDataset):
         # A stream cannot be counted ahead: the report fills in while training reads the data, each row once
         # (training may read the stream several times).
         seen: dict[tuple, int] = {}
 
         def keep(row: dict) -> bool:
-            reason = reason_for(row)
+            reason = decide([row])[0]
             key = (str(row.get("path") or ""), str(row.get("sentence") or ""))
             if key not in seen:
                 seen[key] = len(seen)
@@ -216,45 +183,30 @@ def _apply(ds, reason_for: Callable[[dict], str | None], report: DropReport, col
     rows = _metadata_rows(ds, columns)
     report.rows_in = len(rows)
     kept = []
-    reasons = reasons_for(rows) if reasons_for is not None else [reason_for(row) for row in rows]
-    for index, (row, reason) in enumerate(zip(rows, reasons)):
+    for index, (row, reason) in enumerate(zip(rows, decide(rows))):
         if reason is None:
             kept.append(index)
         else:
             report.add(reason, row, index)
-    if len(kept) == len(rows):
-        return ds, report
-    return ds.select(kept), report
+    return (ds if len(kept) == len(rows) else ds.select(kept)), report
 
 
 # --------------------------------------------------------------------------------------------- filters
-
-
-def filter_rows(
-    ds,
-    tokenizer,
-    *,
-    max_audio_seconds: float = MAX_AUDIO_SECONDS,
-    max_label_tokens: int = MAX_LABEL_TOKENS,
-    text_transform: Callable[[str], str] | None = None,
-    step: str = "filters",
-):
+def filter_rows(ds, tokenizer, *, max_label_tokens: int = MAX_LABEL_TOKENS,
+                text_transform: Callable[[str], str] | None = None, step: str = "filters"):
     """Drop rows Whisper cannot learn from, deciding from the text and known durations (no audio is read);
     return (ds, DropReport) with counts per reason.
 
-    - empty transcripts: nothing to learn, also when only punctuation is left ("...", "¿?") or nothing is left
-      after `text_transform`,
-    - labels over `max_label_tokens` tokens, prefix and end token included (the decoder has 448 positions:
-      longer sequences crash training),
-    - audio over `max_audio_seconds` where the row's `duration` is known (Common Voice's clip_durations.tsv);
-      Whisper only sees 30 s, so the end of the speech would be cut, not its text. Clips of unknown duration are
-      measured when a batch decodes them, and left out then (`SpeechCollator`, `read_skips`).
+    - empty transcripts, also when only punctuation is left ("...", "¿?") or nothing after `text_transform`,
+    - labels over `max_label_tokens` tokens, prefix and end token included (longer sequences crash training),
+    - audio over 30 s where the row's `duration` is known (Common Voice's clip_durations.tsv): Whisper would hear
+      only the start of the speech but learn all its text. Clips of unknown duration are measured when a batch
+      decodes them, and left out then (`SpeechCollator`, `read_skips`).
 
     `tokenizer` must already carry the language/task prefix (see `configure_language`).
     """
-    report = DropReport(step)
 
-    def reasons_for(rows: list[dict]) -> list[str | None]:
+    def decide(rows: list[dict]) -> list[str | None]:
         sentences = [str(row.get("sentence") or "") for row in rows]
         sentences = [text_transform(s) for s in sentences] if text_transform is not None else sentences
         sentences = [s if any(ch.isalnum() for ch in s) else "" for s in sentences]  # punctuation only: empty
@@ -265,14 +217,12 @@ def filter_rows(
                 out.append(REASON_EMPTY)
                 continue
             too_long = next(lengths) > max_label_tokens
-            duration = row.get("duration")
-            if duration is not None and not math.isnan(float(duration)) and float(duration) > max_audio_seconds:
-                out.append(REASON_AUDIO)
-            else:
-                out.append(REASON_LABELS if too_long else None)
+            duration = row.get("duration")  # None or NaN when unknown (NaN > 30 is False)
+            out.append(REASON_AUDIO if duration is not None and float(duration) > MAX_AUDIO_SECONDS
+                       else REASON_LABELS if too_long else None)
         return out
 
-    return _apply(ds, lambda row: reasons_for([row])[0], report, ["sentence", "path", "duration"], reasons_for)
+    return _apply(ds, decide, step, ["sentence", "path", "duration"])
 
 
 FILTER_REASONS = (REASON_EMPTY, REASON_AUDIO, REASON_LABELS)
@@ -290,56 +240,41 @@ def reasons_for(report: DropReport) -> tuple[str, ...]:
 
 
 # -------------------------------------------------------------------------------------------- language
-
-
 def set_label_prefix(tokenizer, language_name: str | None, task: str | None = "transcribe") -> None:
     """The tokens every label starts with: <|startoftranscript|><|xx|><|transcribe|><|notimestamps|> (an
     English-only model's labels have no language or task token: pass None for both)."""
     tokenizer.set_prefix_tokens(language=language_name, task=task, predict_timestamps=False)
 
 
-def configure_language(processor, model, language: str | None, task: str = "transcribe") -> str | None:
-    """Set the language/task prefix for training labels and for generation; return the Whisper language name.
-
-    transformers 5 has no `forced_decoder_ids`: the tokenizer's prefix tokens make the labels start with
-    <|startoftranscript|><|xx|><|transcribe|><|notimestamps|>, and the generation config's `language`/`task`
-    make `generate()` (during evaluation and after saving) start the same way.
-    `language` is a Common Voice locale ("es") or a Whisper name ("spanish").
-    """
+def configure_language(processor, model, language: str | None) -> str | None:
+    """Set the language/task prefix of the training labels (the tokenizer's prefix tokens) and of `generate()` (the
+    generation config's `language`/`task`: transformers 5 has no `forced_decoder_ids`); return the Whisper language
+    name. `language` is a Common Voice locale ("es") or a Whisper name ("spanish")."""
     from helpers.languages import whisper_language
 
     name = whisper_language(language) if language else None
+    multilingual = is_multilingual(model)
+    if not multilingual and name not in (None, "english"):
+        raise ValueError(
+            f"The model is English-only (a '.en' checkpoint) but language {language!r} was asked for: "
+            "use a multilingual checkpoint such as models/whisper-base or openai/whisper-small."
+        )
+    prefix, task = (name, "transcribe") if multilingual else (None, None)  # English-only: no language/task token
+    set_label_prefix(processor.tokenizer, prefix, task)
     gen = model.generation_config
-    gen.forced_decoder_ids = None
-    if not is_multilingual(model):
-        if name not in (None, "english"):
-            raise ValueError(
-                f"The model is English-only (a '.en' checkpoint) but language {language!r} was asked for: "
-                "use a multilingual checkpoint such as models/whisper-base or openai/whisper-small."
-            )
-        set_label_prefix(processor.tokenizer, None, task=None)
-        gen.language = None
-        gen.task = None
-        return name
-    set_label_prefix(processor.tokenizer, name, task)
-    gen.language = name
-    gen.task = task
-    if hasattr(model.config, "forced_decoder_ids"):
+    gen.forced_decoder_ids, gen.language, gen.task = None, prefix, task
+    if multilingual and hasattr(model.config, "forced_decoder_ids"):
         model.config.forced_decoder_ids = None
     return name
 
 
 # ------------------------------------------------------------------------------------------- features
-
-
 def log_mel(arrays: list[np.ndarray], feature_extractor) -> np.ndarray:
     """Whisper's log-mel features of a batch of clips, equal to `feature_extractor(arrays).input_features`.
 
-    Whisper pads every clip with silence to 30 s before its STFT. The padded frames are silent (power 0), so the
-    STFT is computed here only over the speech plus one window of silence, and the silent frames are filled in;
-    the log floor and scaling then follow the feature extractor exactly. A typical 5 s clip needs a sixth of the
-    work (benchmarks/bench_prepare.py measures it). Falls back to the feature extractor itself when it dithers or
-    normalises (then padding is not silence).
+    Whisper pads every clip with silence to 30 s before its STFT. Silent frames have power 0, so the STFT runs here
+    only over the speech plus one window, and the silent frames are filled in: a 5 s clip needs a sixth of the
+    work (benchmarks/bench_prepare.py). Falls back to the feature extractor when it dithers or normalises.
     """
     import torch
 
@@ -351,37 +286,31 @@ def log_mel(arrays: list[np.ndarray], feature_extractor) -> np.ndarray:
     try:
         if getattr(fe, "dither", 0.0) or not hasattr(fe, "mel_filters") or getattr(fe, "do_normalize", False):
             return fe(arrays, sampling_rate=fe.sampling_rate, return_tensors="np").input_features.astype(np.float32)
-        return _log_mel_speech_only(arrays, fe)
+        n_fft, hop, n_samples, frames = fe.n_fft, fe.hop_length, fe.n_samples, fe.nb_max_frames
+        window = torch.hann_window(n_fft)
+        filters_t = torch.from_numpy(np.ascontiguousarray(fe.mel_filters.T)).float()  # (mels, n_fft // 2 + 1)
+        out = np.empty((len(arrays), filters_t.shape[0], frames), dtype=np.float32)
+        for i, array in enumerate(arrays):
+            array = np.asarray(array, dtype=np.float32)[:n_samples]
+            # speech + at least one window of silence, in whole hops: every frame that overlaps speech is computed
+            # from exactly the samples it would see in the 30 s padded clip.
+            length = min(n_samples, (len(array) + n_fft + hop - 1) // hop * hop)
+            wave = torch.zeros(length)
+            wave[: len(array)] = torch.tensor(array)
+            stft = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
+            # the STFT of a whole 30 s clip has one frame more than Whisper keeps
+            used = min(frames, stft.shape[-1] - (1 if length == n_samples else 0))  # a 30 s STFT drops its last frame
+            power = torch.zeros(n_fft // 2 + 1, frames)
+            power[:, :used] = stft[:, :used].abs() ** 2
+            log_spec = torch.clamp(filters_t @ power, min=1e-10).log10()
+            log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+            out[i] = ((log_spec + 4.0) / 4.0).numpy()
+        return out
     finally:
         torch.set_num_threads(threads)
 
 
-def _log_mel_speech_only(arrays: list[np.ndarray], fe) -> np.ndarray:
-    import torch
-
-    n_fft, hop, n_samples, frames = fe.n_fft, fe.hop_length, fe.n_samples, fe.nb_max_frames
-    window = torch.hann_window(n_fft)
-    filters_t = torch.from_numpy(np.ascontiguousarray(fe.mel_filters.T)).float()  # (mels, n_fft // 2 + 1)
-    out = np.empty((len(arrays), filters_t.shape[0], frames), dtype=np.float32)
-    for i, array in enumerate(arrays):
-        array = np.asarray(array, dtype=np.float32)[:n_samples]
-        # speech + at least one window of silence, in whole hops: every frame that overlaps speech is computed
-        # from exactly the samples it would see in the 30 s padded clip.
-        length = min(n_samples, (len(array) + n_fft + hop - 1) // hop * hop)
-        wave = torch.zeros(length)
-        wave[: len(array)] = torch.tensor(array)
-        stft = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
-        used = min(frames, stft.shape[-1] - (1 if length == n_samples else 0))  # the 30 s STFT drops its last frame
-        power = torch.zeros(n_fft // 2 + 1, frames)
-        power[:, :used] = stft[:, :used].abs() ** 2
-        log_spec = torch.clamp(filters_t @ power, min=1e-10).log10()
-        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-        out[i] = ((log_spec + 4.0) / 4.0).numpy()
-    return out
-
-
 # -------------------------------------------------------------------------------------------- collator
-
 READ_SKIPS = "skipped_while_reading"  # run_dir folder: clips found unusable when a batch decoded them
 
 
@@ -389,15 +318,11 @@ READ_SKIPS = "skipped_while_reading"  # run_dir folder: clips found unusable whe
 class SpeechCollator:
     """Build a training (or evaluation) batch from light rows, in the DataLoader's worker processes.
 
-    For each row: decode the clip (helpers.data.decode_clip), compute its log-mel features (`log_mel`), tokenise
-    its sentence (the tokenizer adds <|startoftranscript|><|xx|><|transcribe|><|notimestamps|> and the end token).
-    Features are always 30 s long, so they only need stacking; labels differ in length, so they are right-padded
-    with -100 (ignored by the loss). The leading <|startoftranscript|> is removed: the model adds it itself when
-    it shifts the labels right to make the decoder's input.
-
-    Nothing is stored per clip: the features exist for one batch. A clip that turns out to be unusable (corrupt,
-    or longer than `max_audio_seconds` where no duration was known up front) is left out of its batch and
-    recorded as one line in `skip_dir` (one CSV file per process; `read_skips` gathers them).
+    For each row: decode the clip, compute its log-mel features (`log_mel`), tokenise its sentence (prefix and end
+    token added). Features are always 30 s long, so they only need stacking; labels are right-padded with -100
+    (ignored by the loss). The leading <|startoftranscript|> is removed: the model adds it itself when it shifts
+    the labels right to make the decoder's input. A clip that turns out to be unusable (corrupt, or too long where
+    no duration was known up front) is left out of its batch and recorded in `skip_dir` (one CSV file per process).
     """
 
     processor: Any
@@ -440,30 +365,28 @@ class SpeechCollator:
         if self.skip_dir is None:
             print(f"skipped {record['path']}: {reason}", flush=True)
             return
-        folder = Path(self.skip_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{os.getpid()}.csv"
-        new = not path.exists()
+        path = Path(self.skip_dir) / f"{os.getpid()}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(record))
-            if new:
+            if handle.tell() == 0:  # a new file
                 writer.writeheader()
             writer.writerow(record)
 
 
-def read_skips(skip_dir: str | Path, step: str = READ_STEP) -> DropReport:
+def read_skips(skip_dir: str | Path) -> DropReport:
     """The clips left out of batches so far (all processes, each clip once), as a DropReport."""
-    report = DropReport(step, note="(clips found unusable when their batch was read; only clips read so far count)")
+    report = DropReport(READ_STEP,
+                        note="(clips found unusable when their batch was read; only clips read so far count)")
     seen = set()
-    for path in sorted(Path(skip_dir).glob("*.csv")) if Path(skip_dir).is_dir() else []:
+    for path in sorted(Path(skip_dir).glob("*.csv")):
         with path.open(newline="", encoding="utf-8") as handle:
             for record in csv.DictReader(handle):
                 key = (record["split"], record["row"], record["path"])
-                if key in seen:
-                    continue
-                seen.add(key)
-                report.add(record["reason"].split(":")[0], record, f"{record['split']}:{record['row']}",
-                           detail=record["reason"])
+                if key not in seen:
+                    seen.add(key)
+                    report.add(record["reason"].split(":")[0], record, f"{record['split']}:{record['row']}",
+                               detail=record["reason"])
     report.dropped.sort(key=lambda d: str(d["row"]))
     return report
 

@@ -1,8 +1,6 @@
-"""What a run trains with on this machine: precision, batch size, gradient accumulation, gradient checkpointing,
-data-loading workers and the optimiser, from the accelerator and the model's size.
-
-One table (`GPU_TABLE`, and `CPU_BATCH` x `CPU_ACCUMULATION` on a CPU) behind both notebook 00's recommendation
-(`recommend`) and notebook 03's settings (`device_defaults`, `resolve_settings`).
+"""What a run trains with on this machine (precision, batch size, gradient accumulation and checkpointing, loader
+workers, optimiser), from the accelerator and the model's size: one table behind both notebook 00's
+recommendation (`recommend`) and notebook 03's settings (`device_defaults`, `resolve_settings`).
 """
 
 from __future__ import annotations
@@ -49,33 +47,23 @@ class DeviceDefaults:
 
     def __str__(self) -> str:
         memory = f", {self.memory_gib:.0f} GiB" if self.memory_gib else ""
-        return (
-            f"device {self.device} ({self.device_name}{memory}): {self.precision}, batch {self.batch_size} x "
-            f"gradient accumulation {self.gradient_accumulation_steps}, gradient checkpointing "
-            f"{'on' if self.gradient_checkpointing else 'off'}\n  why: {self.reason}"
-        )
+        return (f"device {self.device} ({self.device_name}{memory}): {self.precision}, batch {self.batch_size} x "
+                f"gradient accumulation {self.gradient_accumulation_steps}, gradient checkpointing "
+                f"{'on' if self.gradient_checkpointing else 'off'}\n  why: {self.reason}")
 
 
-def suggest_defaults(
-    d_model: int,
-    device: str = "cpu",
-    memory_gib: float | None = None,
-    bf16_supported: bool = False,
-    device_name: str = "",
-) -> DeviceDefaults:
+def suggest_defaults(d_model: int, device: str = "cpu", memory_gib: float | None = None,
+                     bf16_supported: bool = False, device_name: str = "") -> DeviceDefaults:
     """Precision, gradient checkpointing, batch size and gradient accumulation for a device and model width."""
     width = min(GPU_TABLE, key=lambda k: abs(k - int(d_model)))  # the nearest row: tiny 384 ... large 1280
-    size = SIZE_NAMES[width]
     if device == "cuda":
         precision = "bf16" if bf16_supported else "fp16"
-        rows = GPU_TABLE[width]
         memory = float(memory_gib or 0.0)
-        minimum, batch, accum = [r for r in rows if memory >= r[0] * MEMORY_SLACK][-1]
-        why = (
-            f"{precision} mixed precision ({'bf16 needs no loss scaling' if bf16_supported else 'no bf16 on this GPU'})"
-            f"; gradient checkpointing trades ~20% speed for memory; whisper-{size} on a "
-            f"{minimum:.0f}+ GiB GPU: {batch} x {accum} (effective batch {batch * accum})"
-        )
+        minimum, batch, accum = [r for r in GPU_TABLE[width] if memory >= r[0] * MEMORY_SLACK][-1]
+        scaling = "bf16 needs no loss scaling" if bf16_supported else "no bf16 on this GPU"
+        why = (f"{precision} mixed precision ({scaling}); gradient checkpointing trades ~20% speed for memory; "
+               f"whisper-{SIZE_NAMES[width]} on a {minimum:.0f}+ GiB GPU: {batch} x {accum} (effective batch "
+               f"{batch * accum})")
         if minimum == 0:
             why += "; this GPU is small for this model: consider adafactor, adamw_8bit or lora"
         return DeviceDefaults(device, device_name or "GPU", memory_gib, precision, True, batch, accum, why,
@@ -84,20 +72,16 @@ def suggest_defaults(
         why = "Apple GPU: fp32 (mixed precision training is unreliable on MPS), small batches"
         return DeviceDefaults(device, device_name or "Apple GPU", memory_gib, "fp32", False, CPU_BATCH,
                               CPU_ACCUMULATION, why)
-    why = (
-        "CPU: fp32 (no mixed precision training on CPU); no gradient checkpointing (memory is not the limit, it "
-        f"would only slow steps); batch {CPU_BATCH} x gradient accumulation {CPU_ACCUMULATION} (measured: whisper-base "
-        "peaks at 3.6 GiB of RAM for the whole training, against 5.2 GiB at batch 8 x 1, at the same speed)"
-    )
+    why = ("CPU: fp32 (no mixed precision training on CPU); no gradient checkpointing (memory is not the limit, it "
+           f"would only slow steps); batch {CPU_BATCH} x gradient accumulation {CPU_ACCUMULATION} (measured: "
+           "whisper-base peaks at 3.6 GiB of RAM for the whole training, against 5.2 GiB at batch 8 x 1, at the same "
+           "speed)")
     return DeviceDefaults("cpu", device_name or "CPU", memory_gib, "fp32", False, CPU_BATCH, CPU_ACCUMULATION, why)
 
 
 def recommend(info: Mapping) -> dict:
     """Which checkpoints fit, at which batch size, and which precision to train in, for `accelerator_info()` output:
-    the same table (`suggest_defaults`) that notebook 03 trains with.
-
-    Returns {"device_class", "precision", "plans": [{"checkpoint", "batch_size", "grad_accum"}], "basis", "advice"}.
-    """
+    the same table (`suggest_defaults`) that notebook 03 trains with."""
     device = info.get("device", "cpu")
     if device == "cuda":
         memory = float(info.get("memory_gib") or 0.0)
@@ -126,10 +110,9 @@ def recommend(info: Mapping) -> dict:
 def default_num_workers(device: str, streaming: bool = False) -> int:
     """DataLoader worker processes that decode clips and compute features while the model trains.
 
-    On a CPU the model's own threads use every core: one worker prepares the next batch meanwhile (preparing a
-    batch of 8 takes a small fraction of a step). On a GPU the workers must keep up with the GPU: all cores but one
-    per training process, at most 8 (README: how many a GPU needs, from the measured loader throughput). A stream
-    is read in the training process (0), where its drop counts are kept."""
+    On a CPU the model's threads use every core: one worker prepares the next batch meanwhile (a small fraction of
+    a step). On a GPU the workers must keep up: all cores but one per training process, at most 8 (README: measured
+    loader throughput). A stream is read in the training process (0), where its drop counts are kept."""
     if streaming:
         return 0
     if device != "cuda":
@@ -140,9 +123,9 @@ def default_num_workers(device: str, streaming: bool = False) -> int:
 
 
 def device_defaults(model_or_config) -> DeviceDefaults:
-    """The one place that turns 'this machine + this model' into training settings."""
+    """The one place that turns 'this machine + this model' into training settings (notebook 00's probe)."""
     config = getattr(model_or_config, "config", model_or_config)
-    info = accelerator_info()  # the same probe notebook 00 reports
+    info = accelerator_info()
     name = f"CPU, {info['cpu_cores']} cores" if info["device"] == "cpu" else info["name"]
     return suggest_defaults(int(config.d_model), info["device"], info["memory_gib"], info["bf16"], name)
 
@@ -171,7 +154,7 @@ def resolve_settings(cfg, defaults: DeviceDefaults) -> dict:
 OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor", "adamw_8bit": "adamw_bnb_8bit"}
 
 
-def installed(package: str) -> bool:
+def installed(package: str) -> bool:  # a function, so that tests can fake a missing package
     return importlib.util.find_spec(package) is not None
 
 

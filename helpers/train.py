@@ -1,8 +1,6 @@
 """Fine-tune Whisper with Seq2SeqTrainer: the model, the metric, the training arguments, the trainer, the report.
 
-Notebook 03 calls these functions one step at a time; `python -m tools.train` runs the same steps as a script, on
-one GPU or several. What this device trains with is in helpers.settings, resuming and saving in
-helpers.checkpoints, the model card in helpers.card.
+Notebook 03 calls these functions one step at a time; `python -m tools.train` runs the same steps as a script.
 """
 
 from __future__ import annotations
@@ -22,17 +20,13 @@ import numpy as np
 from helpers.card import write_model_card
 from helpers.checkpoints import CHECKPOINTS, MODEL, TrainingOutcome, save_final_model
 from helpers.files import write_json
-from helpers.metrics import relative_improvement
-from helpers.prepare import (DropReport, READ_SKIPS, READ_STEP, SpeechCollator, check_training_split,
-                             configure_language, read_skips, reasons_for, write_drops)
+from helpers.metrics import compute_metrics, has_repetition, is_too_long, relative_improvement
+from helpers.prepare import (DropReport, READ_SKIPS, SpeechCollator, check_training_split, configure_language,
+                             read_skips, reasons_for, write_drops)
 from helpers.settings import DeviceDefaults, check_optimizer, installed
-
-TENSORBOARD = "tensorboard"
 
 
 # ------------------------------------------------------------------------------------------ parameters
-
-
 @dataclass
 class TrainConfig:
     """Every knob of a run; the notebook's parameters and the script's options have the same names."""
@@ -76,19 +70,6 @@ class TrainConfig:
         check_optimizer(self.optimizer)
 
 
-def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.05):
-    """Wrap the model with LoRA adapters on the attention projections (needs the peft package)."""
-    if not installed("peft"):
-        raise RuntimeError(
-            "lora=True needs the peft package, which is not installed: `pip install peft` (and pin it in "
-            "requirements.txt), or set lora=False to fine-tune all weights."
-        )
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=["q_proj", "v_proj"], bias="none")
-    return get_peft_model(model, config)
-
-
 def trainable_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     total = sum(p.numel() for p in model.parameters())
@@ -97,13 +78,9 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------ model + processor
-
-
 def load_model(model: str, language: str | None, *, freeze_encoder: bool = False, lora: bool = False):
-    """Load a Whisper checkpoint (local path or Hub id) in float32 with the language/task prefix set.
-
-    Returns (model, processor, whisper_language_name).
-    """
+    """Load a Whisper checkpoint (local path or Hub id) in float32 with the language/task prefix set; with `lora`,
+    wrap it in LoRA adapters on the attention projections. Returns (model, processor, whisper_language_name)."""
     from helpers.inference import load_model as load_for_inference
 
     # float32 weights on the CPU; the Trainer moves them to the GPU and handles mixed precision itself
@@ -118,28 +95,30 @@ def load_model(model: str, language: str | None, *, freeze_encoder: bool = False
     if freeze_encoder:
         whisper.freeze_encoder()
     if lora:
-        whisper = apply_lora(whisper)
+        if not installed("peft"):
+            raise RuntimeError(
+                "lora=True needs the peft package, which is not installed: `pip install peft` (and pin it in "
+                "requirements.txt), or set lora=False to fine-tune all weights."
+            )
+        from peft import LoraConfig, get_peft_model
+
+        whisper = get_peft_model(whisper, LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05,
+                                                     target_modules=["q_proj", "v_proj"], bias="none"))
     return whisper, processor, name
 
 
 # --------------------------------------------------------------------------------------------- metrics
-
-
 def looks_looped(prediction: str, reference: str, hit_length_cap: bool = False) -> bool:
     """Flag a transcript that shows the decoder looping: it ran into the generation length cap, repeats a phrase
     where the reference does not, or is far longer than the reference (detectors shared with notebook 04)."""
-    from helpers.metrics import has_repetition, is_too_long
-
     return bool(hit_length_cap or has_repetition(reference, prediction) or is_too_long(reference, prediction))
 
 
 class WhisperMetrics:
-    """compute_metrics for Seq2SeqTrainer: normalised WER (the headline), orthographic WER beside it (both in
-    percent, from helpers.metrics as in notebook 04), and the fraction of transcripts that look looped.
-    Keeps the last predictions so that examples can be shown.
-
-    `generation_cap` (set by build_trainer from the arguments' generation_max_length): a transcript that used
-    all of it (up to the 4 prompt tokens) ran into the cap, which the looping flag counts.
+    """compute_metrics for Seq2SeqTrainer: normalised WER (the headline) and orthographic WER (both in percent, as
+    in notebook 04), and the fraction of transcripts that look looped; keeps the last predictions as examples.
+    A transcript that used all of `generation_cap` (set by build_trainer from generation_max_length), up to the 4
+    prompt tokens, ran into the cap: that counts as looping.
     """
 
     PROMPT_ALLOWANCE = 4  # <|startoftranscript|><|xx|><|transcribe|><|notimestamps|>
@@ -151,13 +130,9 @@ class WhisperMetrics:
         self.last: dict[str, list] = {}
 
     def __call__(self, eval_pred) -> dict:
-        from helpers.metrics import compute_metrics
-
-        tok = self.tokenizer
-        pad = tok.pad_token_id
-        predictions_ids = np.asarray(eval_pred.predictions)
-        pred_ids = np.where(predictions_ids == -100, pad, predictions_ids)
-        label_ids = np.where(np.asarray(eval_pred.label_ids) == -100, pad, np.asarray(eval_pred.label_ids))
+        tok, pad = self.tokenizer, self.tokenizer.pad_token_id
+        pred_ids = np.where(np.asarray(eval_pred.predictions) == -100, pad, eval_pred.predictions)
+        label_ids = np.where(np.asarray(eval_pred.label_ids) == -100, pad, eval_pred.label_ids)
         predictions = tok.batch_decode(pred_ids, skip_special_tokens=True)
         references = tok.batch_decode(label_ids, skip_special_tokens=True)
         # Generated sequences come back padded (with the end token, which is also Whisper's pad token).
@@ -167,53 +142,43 @@ class WhisperMetrics:
         looped = [looks_looped(p, r, c) for p, r, c in zip(predictions, references, hit_cap)]
         self.last = {"references": references, "predictions": predictions, "looped": looped}
         scores = compute_metrics(references, predictions, self.normalizer)
-        return {
-            "wer": scores["wer"],
-            "wer_orthographic": scores["wer_orthographic"],
-            "looping": float(np.mean(looped)) if looped else 0.0,
-        }
+        return {"wer": scores["wer"], "wer_orthographic": scores["wer_orthographic"],
+                "looping": float(np.mean(looped)) if looped else 0.0}
 
 
 # ------------------------------------------------------------------------------------------- callbacks
-
-
 def _progress_callback():
     from transformers import TrainerCallback
 
     class CompactProgress(TrainerCallback):
         """One short line per logged step and per evaluation instead of progress bars."""
 
-        def __init__(self):
-            self.start = None
+        start, first_step = None, 0
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.start = time.time()
-            self.first_step = state.global_step
+            self.start, self.first_step = time.time(), state.global_step
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
             elapsed = time.time() - (self.start or time.time())
-            done = max(state.global_step - getattr(self, "first_step", 0), 1)
+            done = max(state.global_step - self.first_step, 1)
             if "loss" in logs:
-                print(
-                    f"step {state.global_step:>4}/{state.max_steps}  loss {logs['loss']:.3f}  "
-                    f"lr {logs.get('learning_rate', 0):.1e}  {elapsed / done:.1f} s/step",
-                    flush=True,
-                )
+                print(f"step {state.global_step:>4}/{state.max_steps}  loss {logs['loss']:.3f}  "
+                      f"lr {logs.get('learning_rate', 0):.1e}  {elapsed / done:.1f} s/step", flush=True)
             if "eval_wer" in logs:
-                print(
-                    f"eval @ {state.global_step:>4}: WER {logs['eval_wer']:.1f}% (orthographic "
-                    f"{logs.get('eval_wer_orthographic', float('nan')):.1f}%), looping "
-                    f"{100 * logs.get('eval_looping', 0):.0f}% of clips, eval loss {logs.get('eval_loss', float('nan')):.3f}",
-                    flush=True,
-                )
+                print(f"eval @ {state.global_step:>4}: WER {logs['eval_wer']:.1f}% (orthographic "
+                      f"{logs.get('eval_wer_orthographic', float('nan')):.1f}%), looping "
+                      f"{100 * logs.get('eval_looping', 0):.0f}% of clips, eval loss "
+                      f"{logs.get('eval_loss', float('nan')):.3f}", flush=True)
 
     return CompactProgress()
 
 
 @contextmanager
 def _env(name: str, value: str):
+    """One environment variable set for the block only (mock.patch.dict would also undo the variables the block
+    sets, such as accelerate's ACCELERATE_USE_DEEPSPEED)."""
     old = os.environ.get(name)
     os.environ[name] = value
     try:
@@ -226,58 +191,38 @@ def _env(name: str, value: str):
 
 
 # --------------------------------------------------------------------------------------------- trainer
-
-
-def generation_cap(lengths: Iterable[int], minimum: int = 128, maximum: int = 444) -> int:
+def generation_cap(lengths: Iterable[int]) -> int:
     """Generation length cap from the evaluation labels' token counts (`label_lengths`): twice the longest (at
-    least `minimum` tokens), so that a correct transcript always fits and a looping decoder is stopped early. At
-    most 448 minus the 4 prompt tokens."""
-    longest = max(lengths, default=0)
-    return int(min(maximum, max(minimum, 2 * longest)))
+    least 128 tokens), so that a correct transcript always fits and a looping decoder is stopped early. At most
+    448 minus the 4 prompt tokens."""
+    return int(min(444, max(128, 2 * max(lengths, default=0))))
 
 
 def training_arguments(cfg: TrainConfig, settings: dict, eval_batch_size: int | None = None,
                        generation_max_length: int | None = None):
-    """Seq2SeqTrainingArguments for a run (current transformers 5 names: eval_strategy, use_cpu, no logging_dir).
-
-    `generation_max_length`: the cap for evaluation by generation (default: cfg's, else 128; see generation_cap).
-    """
+    """Seq2SeqTrainingArguments for a run (transformers 5 names: eval_strategy, use_cpu, no logging_dir);
+    `generation_max_length` caps evaluation by generation (default: cfg's, else 128; see generation_cap)."""
     from transformers import Seq2SeqTrainingArguments
 
-    run_dir = Path(cfg.run_dir)
-    precision = settings["precision"]
+    checkpointing = settings["gradient_checkpointing"]
     return Seq2SeqTrainingArguments(
-        output_dir=str(run_dir / CHECKPOINTS),
-        max_steps=cfg.max_steps,
+        output_dir=str(Path(cfg.run_dir) / CHECKPOINTS), max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed,
         per_device_train_batch_size=settings["batch_size"],
         per_device_eval_batch_size=eval_batch_size or max(settings["batch_size"], 16),
         gradient_accumulation_steps=settings["gradient_accumulation_steps"],
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
         optim=check_optimizer(cfg.optimizer),
         # "gradient checkpointing" in older tutorials: transformers 5 calls it activation checkpointing
-        activation_checkpointing=settings["gradient_checkpointing"],
-        activation_checkpointing_kwargs={"use_reentrant": False} if settings["gradient_checkpointing"] else None,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=settings.get("device", "cpu") == "cpu",
-        eval_strategy="steps",
-        eval_steps=cfg.eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps or cfg.eval_steps,
-        save_total_limit=1,
-        logging_steps=1,
-        report_to=["tensorboard"],
-        disable_tqdm=True,
-        predict_with_generate=True,
-        generation_max_length=generation_max_length or cfg.generation_max_length or 128,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        load_best_model_at_end=False,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=settings.get("num_workers", 0),  # batches are built (audio decoded) in these
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        bf16=settings["precision"] == "bf16", fp16=settings["precision"] == "fp16",
+        use_cpu=settings["device"] == "cpu",
+        eval_strategy="steps", eval_steps=cfg.eval_steps, load_best_model_at_end=False,
+        save_strategy="steps", save_steps=cfg.save_steps or cfg.eval_steps, save_total_limit=1,
+        logging_steps=1, report_to=["tensorboard"], disable_tqdm=True,
+        predict_with_generate=True, generation_max_length=generation_max_length or cfg.generation_max_length or 128,
+        remove_unused_columns=False, label_names=["labels"],
+        dataloader_num_workers=settings["num_workers"],  # batches are built (audio decoded) in these
         push_to_hub=False,  # pushing is done once, at the end, by push_model (token from the environment only)
         deepspeed=cfg.deepspeed,
     )
@@ -295,17 +240,10 @@ def build_trainer(model, processor, args, train_ds, eval_ds, metrics: WhisperMet
         metrics.generation_cap = args.generation_max_length
     all_callbacks = ([_progress_callback()] if progress else []) + list(callbacks)
     # The TensorBoard callback reads its folder from this variable when the Trainer creates it.
-    with _env("TENSORBOARD_LOGGING_DIR", str(Path(run_dir) / TENSORBOARD)):
-        trainer = Seq2SeqTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            eval_dataset=eval_ds,
-            data_collator=collator,
-            processing_class=processor,
-            compute_metrics=metrics,
-            callbacks=all_callbacks,
-        )
+    with _env("TENSORBOARD_LOGGING_DIR", str(Path(run_dir) / "tensorboard")):
+        trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                 data_collator=collator, processing_class=processor, compute_metrics=metrics,
+                                 callbacks=all_callbacks)
     trainer.remove_callback(PrinterCallback)  # raw log dicts; CompactProgress prints a readable line instead
     return trainer
 
@@ -316,39 +254,17 @@ def zero_shot(trainer, cfg: TrainConfig) -> tuple[dict, dict]:
     key = {"model": cfg.model, "dataset": cfg.dataset, "language": cfg.language, "split": cfg.eval_split,
            "rows": len(trainer.eval_dataset), "generation_max_length": trainer.args.generation_max_length}
     path = Path(cfg.run_dir) / "zero_shot.json"
-    if path.is_file():
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        if cached.get("key") == key:
-            return cached["metrics"], cached.get("examples", {})
-    raw = trainer.evaluate(metric_key_prefix="zero_shot")
-    metrics = {k.removeprefix("zero_shot_"): v for k, v in raw.items()}
+    cached = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if cached.get("key") == key:
+        return cached["metrics"], cached.get("examples", {})
+    metrics = {k.removeprefix("zero_shot_"): v for k, v in trainer.evaluate(metric_key_prefix="zero_shot").items()}
     examples = dict(getattr(trainer.compute_metrics, "last", {}) or {})
     if trainer.is_world_process_zero():
         write_json({"key": key, "metrics": metrics, "examples": examples}, path)
     return metrics, examples
 
 
-def final_metrics(trainer, outcome: TrainingOutcome, run_dir: str | Path) -> tuple[dict, dict]:
-    """The fine-tuned model's scores on the evaluation split and its transcripts: (metrics, examples).
-
-    Taken from the evaluation at the last step when this process ran it (eval_steps divides max_steps), from the
-    saved run when it had finished before, else evaluated now."""
-    final = outcome.final_eval()
-    if outcome.status == "already finished":
-        examples = {"references": [], "predictions": [], "looped": []}
-        for row in read_examples(Path(run_dir) / "examples.csv"):
-            examples["references"].append(row["reference"])
-            examples["predictions"].append(row["fine_tuned"])
-            examples["looped"].append(row["fine_tuned_looped"] == "True")
-        return final, examples
-    if final.get("step") != outcome.global_step or not getattr(trainer.compute_metrics, "last", None):
-        final = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()} | {"step": outcome.global_step}
-    return final, dict(getattr(trainer.compute_metrics, "last", {}) or {})
-
-
 # ---------------------------------------------------------------------------------------- report + plot
-
-
 def plot_history(log_history: list, zero_shot_metrics: dict | None = None):
     """Training loss and evaluation WER against steps (zero-shot WER drawn at step 0)."""
     import matplotlib.pyplot as plt
@@ -392,8 +308,6 @@ def read_examples(path: str | Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------- whole pipeline
-
-
 @dataclass
 class PreparedData:
     """The training and evaluation rows (light: a clip reference and a sentence each) and what was dropped."""
@@ -404,16 +318,13 @@ class PreparedData:
     text_transform: Callable[[str], str] | None
     eval_label_lengths: list = field(default_factory=list)
 
-    def report_dict(self) -> dict:
-        return {r.step: r.as_dict() for r in self.reports}
-
     def summary(self) -> str:
         return "\n".join(r.summary(reasons_for(r)) for r in self.reports)
 
     def add_read_skips(self, run_dir: str | Path) -> DropReport:
         """Add the clips left out while batches were read (corrupt, or over 30 s when no duration was known up
         front) to the reports, and write run_dir/dropped_rows.csv again with them."""
-        report = read_skips(Path(run_dir) / READ_SKIPS, READ_STEP)
+        report = read_skips(Path(run_dir) / READ_SKIPS)
         self.reports = [r for r in self.reports if r.step != report.step] + [report]
         write_drops(self.reports, Path(run_dir) / "dropped_rows.csv")
         return report
@@ -421,18 +332,26 @@ class PreparedData:
 
 def finish_run(trainer, processor, cfg: TrainConfig, settings: dict, outcome: TrainingOutcome, before: dict,
                before_examples: dict) -> tuple[dict, dict]:
-    """The fine-tuned model's scores and transcripts: (metrics, examples). A run trained now is saved to
-    run_dir/model with its model card and run_dir/examples.csv; a finished run keeps its files (notebook 04 adds
-    its results to the card, which must not be written over)."""
+    """The fine-tuned model's scores and transcripts: (metrics, examples), from the evaluation at the last step
+    when this process ran it (eval_steps divides max_steps), else evaluated now. A run trained now is saved to
+    run_dir/model with its model card and run_dir/examples.csv; a finished run keeps its files and scores
+    (notebook 04 adds its results to the card, which must not be written over)."""
     run_dir = Path(cfg.run_dir)
-    final, final_examples = final_metrics(trainer, outcome, run_dir)
-    if outcome.status != "already finished":
-        save_final_model(trainer, processor, run_dir)
-        if trainer.is_world_process_zero():
-            write_examples(run_dir / "examples.csv", before_examples, final_examples)
-            write_model_card(run_dir / MODEL, base_model=cfg.model, dataset=cfg.dataset, language=cfg.language,
-                             metrics=final, zero_shot_metrics=before, eval_split=cfg.eval_split,
-                             hyperparameters=hyperparameters(cfg, settings))
+    final = outcome.final_eval()
+    if outcome.status == "already finished":
+        rows = read_examples(run_dir / "examples.csv")
+        return final, {"references": [row["reference"] for row in rows],
+                       "predictions": [row["fine_tuned"] for row in rows],
+                       "looped": [row["fine_tuned_looped"] == "True" for row in rows]}
+    if final.get("step") != outcome.global_step or not getattr(trainer.compute_metrics, "last", None):
+        final = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()} | {"step": outcome.global_step}
+    final_examples = dict(getattr(trainer.compute_metrics, "last", {}) or {})
+    save_final_model(trainer, processor, run_dir)
+    if trainer.is_world_process_zero():
+        write_examples(run_dir / "examples.csv", before_examples, final_examples)
+        write_model_card(run_dir / MODEL, base_model=cfg.model, dataset=cfg.dataset, language=cfg.language,
+                         metrics=final, zero_shot_metrics=before, eval_split=cfg.eval_split,
+                         hyperparameters=hyperparameters(cfg, settings))
     return final, final_examples
 
 
@@ -447,11 +366,9 @@ def hyperparameters(cfg: TrainConfig, settings: dict) -> dict:
 
 
 def _rounded(metrics: dict) -> dict:
-    out = {}
-    for key in ("wer", "wer_orthographic", "looping", "loss"):
-        value = metrics.get(key)
-        out[key] = None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 3)
-    return out
+    values = {key: metrics.get(key) for key in ("wer", "wer_orthographic", "looping", "loss")}
+    return {key: None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 3)
+            for key, value in values.items()}
 
 
 def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defaults: DeviceDefaults,
@@ -460,35 +377,22 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
     import torch
 
     return {
-        "language": cfg.language,
-        "whisper_language": language_name,
-        "dataset": cfg.dataset,
-        "model": cfg.model,
-        "train_split": cfg.train_split,
-        "eval_split": cfg.eval_split,
-        "train_rows": None if cfg.streaming else len(data.train),
-        "eval_rows": len(data.eval),
+        "language": cfg.language, "whisper_language": language_name, "dataset": cfg.dataset, "model": cfg.model,
+        "train_split": cfg.train_split, "eval_split": cfg.eval_split,
+        "train_rows": None if cfg.streaming else len(data.train), "eval_rows": len(data.eval),
         "training_text": "normalised (notebook 02 rules)" if data.text_transform else "as written (un-normalised)",
-        "dropped": data.report_dict(),
-        "status": outcome.status,
-        "resumed_from": outcome.resumed_from,
-        "steps": outcome.global_step,
+        "dropped": {r.step: r.as_dict() for r in data.reports},
+        "status": outcome.status, "resumed_from": outcome.resumed_from, "steps": outcome.global_step,
         "train_seconds": None if outcome.train_seconds is None else round(outcome.train_seconds, 1),
         "samples_per_second": outcome.samples_per_second,
         "data_wait_seconds": outcome.data_wait_seconds,  # of train_seconds: steps waiting for their batches
-        "device": defaults.device,
-        "device_name": defaults.device_name,
-        "processes": int(os.environ.get("WORLD_SIZE", "1")),
-        "torch_threads": torch.get_num_threads(),
-        "precision": settings["precision"],
-        "batch_size": settings["batch_size"],
+        "device": defaults.device, "device_name": defaults.device_name,
+        "processes": int(os.environ.get("WORLD_SIZE", "1")), "torch_threads": torch.get_num_threads(),
+        "precision": settings["precision"], "batch_size": settings["batch_size"],
         "gradient_accumulation_steps": settings["gradient_accumulation_steps"],
-        "gradient_checkpointing": settings["gradient_checkpointing"],
-        "dataloader_workers": settings["num_workers"],
+        "gradient_checkpointing": settings["gradient_checkpointing"], "dataloader_workers": settings["num_workers"],
         "hyperparameters": hyperparameters(cfg, settings),
-        "wer_unit": "percent",
-        "zero_shot": _rounded(before),
-        "final": _rounded(final),
+        "wer_unit": "percent", "zero_shot": _rounded(before), "final": _rounded(final),
         # the project's one sign convention: positive = fewer errors than zero-shot (NaN is written as null)
         "relative_wer_improvement": round(relative_improvement(before.get("wer"), final.get("wer")), 2),
     }
