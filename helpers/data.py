@@ -109,7 +109,7 @@ def load_capped(dataset: str, language: str, split: str, max_clips: int = 0, ski
     own: list = []
     stream = load_split(dataset, language, split, streaming=True, skipped=own)
     rows = list(itertools.islice(stream, max_clips))
-    ds = datasets.Dataset.from_list(rows, features=FEATURES) if rows else datasets.Dataset.from_list([], FEATURES)
+    ds = datasets.Dataset.from_list(rows, features=FEATURES)
     ds.set_format("numpy", columns=["audio"], output_all_columns=True)
     ds.skipped, ds.capped = own, len(rows) == max_clips
     if skipped is not None:
@@ -127,21 +127,11 @@ def text_rows(dataset: str, language: str, split: str, max_rows: int = 0) -> lis
     still downloads its audio (without decoding it).
     """
     source = resolve(dataset, language)
-    split = pick_split(source, split)
-    if source.kind == "repository":
-        raw, columns = _load_repository(source, split, streaming=True)  # audio as stored: bytes and path
-        def listed(example: dict) -> dict:  # the clip's name from the path column, else from the audio's own path
-            path = (columns["path"] and example[columns["path"]]) or (example[columns["audio"]] or {}).get("path")
-            return {**{ours: example[theirs] if theirs else "" for ours, theirs in columns.items()}, "path": path}
-
-        rows = (listed(example) for example in raw)
-    else:
-        rows = (row for row in _rows(source, split) if not row["skip"])
     out = []
-    for row in rows:
+    for row in _rows(source, pick_split(source, split)):
         sentence = (row["sentence"] or "").strip()
-        if sentence:
-            out.append({"sentence": sentence, "client_id": str(row["client_id"] or ""), "path": row["path"] or ""})
+        if sentence and not row["skip"]:
+            out.append({"sentence": sentence, "client_id": str(row["client_id"] or ""), "path": _name(row)})
             if len(out) == max_rows:
                 break
     return out
@@ -172,12 +162,23 @@ def write_skipped(skipped: list[dict], path: str | Path) -> Path:
 
 
 def _rows(source: Source, split: str):
-    """Yield rows in our shape {"row", "audio": {"bytes", "path"}, "sentence", "client_id", "path", "skip"}
-    from a local source; "skip" holds the reason when the row itself is unusable."""
+    """Yield rows in our shape {"row", "audio": {"bytes", "path"}, "sentence", "client_id", "path", "skip", ...}
+    as the source holds them, nothing decoded (a repository is streamed); "skip" holds the reason when the row
+    itself is unusable."""
     if source.kind == "common_voice":
         yield from _cv_rows(source.location, source.splits[split])
-    else:
+    elif source.kind == "audiofolder":
         yield from _audiofolder_rows(source.splits[split])
+    else:
+        raw, columns = _load_repository(source, split, streaming=True)
+        for index, example in enumerate(raw):
+            yield {**{ours: example[theirs] if theirs else None for ours, theirs in columns.items()}, "row": index,
+                   "skip": ""}
+
+
+def _name(row: dict) -> str:
+    """The clip's name: the row's path, else the file name its audio was stored under."""
+    return row["path"] or Path(str(_as_reference(row["audio"]).get("path") or "")).name
 
 
 def _cv_rows(folder: Path, tsv: Path):
@@ -306,7 +307,7 @@ def _light_row(row: dict, requested: str, durations: dict) -> dict:
     sentence = (row["sentence"] or "").strip()
     audio = _as_reference(row["audio"])
     skip = row.get("skip") or ("" if sentence else "empty sentence") or _missing(audio, row["path"])
-    name = row["path"] or Path(str(audio.get("path") or "")).name
+    name = _name(row)
     return {"audio": {"bytes": audio.get("bytes"), "path": audio.get("path")}, "sentence": sentence,
             "client_id": str(row["client_id"] or ""), "path": name, "duration": durations.get(Path(name).name),
             **{k: str(row.get(k) or "") for k in DEMOGRAPHICS}, "split": requested, "row": row["row"], "skip": skip}
@@ -397,13 +398,7 @@ def _stream(source: Source, names: list[str], sink: "_SkipSink", decode: bool) -
     def generate():
         for requested, split in splits:
             count = 0
-            if source.kind == "repository":
-                raw, columns = _load_repository(source, split, streaming=True)
-                rows = ({**{ours: example[theirs] if theirs else None for ours, theirs in columns.items()},
-                         "row": index, "skip": ""} for index, example in enumerate(raw))
-            else:
-                rows = _rows(source, split)
-            for row in rows:
+            for row in _rows(source, split):
                 result = _light_row(row, requested, durations)
                 if decode and not result["skip"]:
                     result = _decoded(result)
