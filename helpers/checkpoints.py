@@ -7,13 +7,13 @@ interrupted run, travels in the trainer state of each checkpoint (the Trainer's 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.files import read_json
 from helpers.prepare import READ_SKIPS
 
 CHECKPOINTS = "checkpoints"
@@ -31,7 +31,7 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 
 def finished_state(run_dir: str | Path) -> dict | None:
     """The trainer state of a completed run in run_dir/model, or None."""
-    return _read_state(Path(run_dir) / MODEL / STATE_FILE)
+    return read_json(Path(run_dir) / MODEL / STATE_FILE)
 
 
 @dataclass
@@ -48,10 +48,6 @@ class TrainingOutcome:
         """The last evaluation logged, without the "eval_" prefix ({} when there was none)."""
         evals = [h for h in self.log_history if "eval_wer" in h]
         return {k.removeprefix("eval_"): v for k, v in evals[-1].items()} if evals else {}
-
-
-def _read_state(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _saved_clock(state: dict | None) -> dict:
@@ -162,7 +158,7 @@ def train_or_resume(trainer, run_dir: str | Path, *, retrain: bool = False) -> T
     if trainer.is_world_process_zero():
         print(f"Resuming from {checkpoint.name} (step {step} of {max_steps}) instead of starting over." if checkpoint
               else f"Training from the pretrained model for {max_steps} steps.", flush=True)
-    clock = _clock_callback(_saved_clock(_read_state(checkpoint / STATE_FILE)) if checkpoint else {})
+    clock = _clock_callback(_saved_clock(read_json(checkpoint / STATE_FILE)) if checkpoint else {})
     trainer.add_callback(clock)
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

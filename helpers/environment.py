@@ -20,7 +20,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from helpers.audio import SAMPLING_RATE
+from helpers import ROOT
+from helpers.audio import SAMPLING_RATE, decode
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -141,8 +142,6 @@ def check_audio(clip: str | Path | None = None, work_dir: str | Path | None = No
     then soxr to 16 kHz), check length and pitch; decode `clip` too if given. One row per check."""
     import soundfile as sf
 
-    from helpers.audio import decode
-
     rows = []
     rate, frequency = 48000, 440.0
     tone = (0.3 * np.sin(2 * np.pi * frequency * np.arange(rate) / rate)).astype(np.float32)
@@ -194,8 +193,7 @@ def display_path(path: str | Path) -> str:
     """A path as it may be shown or stored: relative to the repository when inside it, '~/...' under the home
     folder, otherwise unchanged (machine-specific absolute paths never reach a committed notebook)."""
     path = Path(path).expanduser().absolute()
-    root = Path(__file__).resolve().parent.parent
-    for base, prefix in ((root, ""), (Path.home(), "~/")):
+    for base, prefix in ((ROOT, ""), (Path.home(), "~/")):
         if path.is_relative_to(base):
             rel = path.relative_to(base).as_posix()
             return prefix + rel if rel != "." else (prefix.rstrip("/") or ".")
@@ -289,13 +287,14 @@ def sanity_check(model: str | Path, clips: Sequence, references: Sequence[str], 
     from helpers.inference import load_model, transcribe
     from helpers.metrics import clip_wer, dominant_script, normalize_all, wer
     from helpers.normalize import eval_normalizer
+    from helpers.prepare import label_lengths
 
     start = time.perf_counter()
     whisper, processor = loaded if loaded is not None else load_model(model, dtype="float32")
     loaded_at = time.perf_counter()
     # A weak model can loop ("ल़ ल़ ल़ ..."), and every extra token is a decoder step for the whole batch: stop a
     # few tokens past the longest reference (labels count the special tokens too).
-    longest = max(len(ids) for ids in processor.tokenizer(list(references)).input_ids)
+    longest = max(label_lengths(processor.tokenizer, references))
     hypotheses = transcribe(whisper, processor, list(clips), language=language, batch_size=len(clips),
                             max_new_tokens=min(128, longest + 8)).texts
     done = time.perf_counter()

@@ -23,6 +23,7 @@ from helpers import metrics as M
 from helpers.data import DEMOGRAPHICS
 from helpers.files import hub_id, write_json
 from helpers.inference import clip_array, load_model, transcribe, warm_up
+from helpers.widgets import is_headless, shorten, wav_bytes
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"
@@ -240,18 +241,14 @@ def format_confusions(confusions: dict[str, list[tuple]]) -> str:
     return "\n".join(lines)
 
 
-def _shorten(text: str, max_chars: int) -> str:
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
-
-
 def flagged_clips(table, flag: str, max_n: int = 5, max_chars: int = 120) -> list[str]:
     """Up to `max_n` lines "#index  reference => prediction" for the clips a detector flagged (texts cut at
     `max_chars` characters: a looping prediction can be very long)."""
     if flag not in FLAGS:
         raise ValueError(f"unknown flag {flag!r}: use one of {FLAGS}")
     rows = table[table[flag]].head(max_n)
-    return [f"#{int(row['index']):<4} {_shorten(row['reference'], max_chars)!r} => "
-            f"{_shorten(row['prediction'], max_chars)!r}" for _, row in rows.iterrows()]
+    return [f"#{int(row['index']):<4} {shorten(row['reference'], max_chars)!r} => "
+            f"{shorten(row['prediction'], max_chars)!r}" for _, row in rows.iterrows()]
 
 
 def normalizer_note(references: Sequence[str], normalizer: Callable[[str], str], name: str) -> str:
@@ -278,14 +275,12 @@ def worst_clips(table, k: int = 3):
 def show_worst_clips(table, clips=None, k: int = 3, headless: bool | None = None) -> list[str]:
     """Print the worst clips with their word alignment; in a front end add an audio player to each, from `clips`
     (the evaluated split)."""
-    from helpers.widgets import is_headless
-
     worst = worst_clips(table, k)
     blocks = [f"clip #{int(row['index'])} ({row['path']}), WER {row['wer']:.0f}%\n"
               + M.format_alignment(row["reference_normalized"], row["prediction_normalized"])
               for _, row in worst.iterrows()]
     print("\n\n".join(blocks) if blocks else "no scored clips")
-    if blocks and clips is not None and not (is_headless() if headless is None else headless):
+    if blocks and clips is not None and not is_headless(headless):
         _show_players(clips, [int(i) for i in worst["index"]])
     return blocks
 
@@ -301,8 +296,6 @@ def _show_players(clips, indices: list[int]) -> None:
     import ipywidgets as widgets
     from IPython.display import display
 
-    from helpers.widgets import wav_bytes
-
     players = []
     for index in indices:
         array = clip_array(row_at(clips, index))
@@ -312,10 +305,6 @@ def _show_players(clips, indices: list[int]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- Comparing models
-
-
-def _pct(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 2)
 
 
 def comparison_rows(runs: Sequence[EvalRun]) -> list[dict]:
@@ -369,11 +358,11 @@ def run_record(run: EvalRun, scripts: set[str]) -> dict:
         "model": run.model_name,
         "num_samples": m["num_samples"],
         "num_empty_references": m["num_empty_references"],
-        "wer": _pct(m["wer"]),
-        "wer_orthographic": _pct(m["wer_orthographic"]),
-        "cer": _pct(m["cer"]),
-        "wer_keep_marks": _pct(m.get("wer_keep_marks")),
-        "rtfx": _pct(run.speed["rtfx"]),
+        "wer": M.rounded(m["wer"]),
+        "wer_orthographic": M.rounded(m["wer_orthographic"]),
+        "cer": M.rounded(m["cer"]),
+        "wer_keep_marks": M.rounded(m.get("wer_keep_marks")),
+        "rtfx": M.rounded(run.speed["rtfx"]),
         **{key: run.speed[key] for key in ("device", "dtype", "batch_size", "audio_seconds", "compute_seconds")},
         "errors": error_summary(run.table(scripts)),
     }
@@ -406,7 +395,7 @@ def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | N
         "finetuned": finetuned is not None,
         **main,
         "num_skipped": num_skipped,
-        "relative_wer_improvement": _pct(improvement),
+        "relative_wer_improvement": M.rounded(improvement),
         "confidence": confidence_record(baseline, finetuned),
         **(checks or {}),
         "baseline": base,

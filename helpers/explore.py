@@ -18,7 +18,7 @@ import numpy as np
 # The limits and the "same sentence" rule that training applies, so that what this notebook counts is what
 # notebook 03 drops: clips over 30 s (Whisper's window), labels over 448 tokens (the decoder's positions).
 from helpers.prepare import MAX_AUDIO_SECONDS as MAX_SECONDS
-from helpers.prepare import MAX_LABEL_TOKENS, sentence_key
+from helpers.prepare import MAX_LABEL_TOKENS, label_lengths, sentence_key
 
 # Unicode general categories, in words (https://www.unicode.org/reports/tr44/#General_Category_Values).
 CATEGORY_NAMES = {
@@ -123,8 +123,7 @@ def count_over(values: Iterable[float], limit: float) -> int:
 
 def token_lengths(sentences: Iterable[str], tokenizer) -> np.ndarray:
     """Label length of each transcript in Whisper tokens, special tokens included, as the decoder will see it."""
-    sentences = list(sentences)
-    return np.asarray([len(ids) for ids in tokenizer(sentences).input_ids] if sentences else [], dtype=int)
+    return np.asarray(label_lengths(tokenizer, sentences), dtype=int)
 
 
 def label_tokenizer(model: str, language: str):

@@ -1,4 +1,4 @@
-"""Names and files: is a name a Hub id or a local path; writing run outputs (environment.json, results.json, ...)."""
+"""Names and files: is a name a Hub id or a local path; reading and writing run outputs (environment.json, ...)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def json_ready(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
         return json_ready(value.item())
     return value
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in `path`, or None when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def write_json(data: Mapping, path: str | Path) -> Path:

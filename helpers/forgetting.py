@@ -12,8 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from helpers.audio import SAMPLING_RATE
-from helpers.inference import clip_array, transcribe
+from helpers.inference import clip_array, input_features, transcribe
 from helpers.languages import whisper_language_code
 from helpers.metrics import compute_metrics
 
@@ -25,9 +24,9 @@ def detected_languages(model, processor, arrays: Sequence[np.ndarray], batch_siz
     codes: list[str] = []
     for start in range(0, len(arrays), batch_size):
         batch = [np.asarray(a, dtype=np.float32) for a in arrays[start:start + batch_size]]
-        features = processor.feature_extractor(batch, sampling_rate=SAMPLING_RATE, return_tensors="pt").input_features
+        features = input_features(processor, batch, model.device, model.dtype, long_form=False)["input_features"]
         with torch.inference_mode():
-            ids = model.detect_language(features.to(model.device, model.dtype))
+            ids = model.detect_language(features)
         codes += [token.strip("<|>") for token in processor.tokenizer.convert_ids_to_tokens(ids.view(-1).tolist())]
     return codes
 

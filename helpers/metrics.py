@@ -139,6 +139,11 @@ def relative_improvement(before: float, after: float) -> float:
     return 100.0 * (before - after) / before
 
 
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    """`value` rounded for a results file; None when it is missing or not finite (JSON has no NaN)."""
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
 # ------------------------------------------------------------------------------------------- alignment and confusions
 def align_words(reference: str, prediction: str) -> list[tuple[str, str, str]]:
     """Word alignment as (operation, reference word, predicted word) triples; operation is "=" (correct), "S"

@@ -219,9 +219,7 @@ def steps_widget(rules: RuleSet, text: str, headless: bool | None = None):
     from helpers.widgets import is_headless
 
     print(format_steps(rules.steps(text)))
-    if headless is None:
-        headless = is_headless()
-    if headless:
+    if is_headless(headless):
         return None
     import ipywidgets as widgets
     from IPython.display import display

@@ -8,9 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from helpers.audio import SAMPLING_RATE
+from helpers.audio import SAMPLING_RATE, decode
 from helpers.evaluation import EvalRun, row_at, as_text
 from helpers.inference import clip_array, transcribe
+from helpers.widgets import is_headless, shorten, wav_bytes
 
 
 def silence_and_noise(run: EvalRun) -> dict[str, str]:
@@ -37,14 +38,12 @@ def transcriber(runs: Sequence[EvalRun], clips, language: str, headless: bool | 
     prints it, so a headless run shows one transcription; in a front end it also shows the widget.
     Returns {model label: transcript} for that clip.
     """
-    from helpers.widgets import is_headless
-
     first = row_at(clips, 0)
     texts = transcribe_with(runs[-1:], first, language)
     print(f"clip #0 reference: {as_text(first.get('sentence'))}")
     for label, text in texts.items():
         print(f"{label:>11}: {text}")
-    if not (is_headless() if headless is None else headless):
+    if not is_headless(headless):
         _transcriber_widget(runs, clips, language)
     return texts
 
@@ -53,11 +52,8 @@ def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
     import ipywidgets as widgets
     from IPython.display import display
 
-    from helpers.audio import decode
-    from helpers.widgets import wav_bytes
-
     sentences = [as_text(row.get("sentence")) for row in islice(iter(clips), 50)]  # the first 50 clips to pick from
-    choices = [(f"#{i}: {s[:60]}{'…' if len(s) > 60 else ''}", i) for i, s in enumerate(sentences)]
+    choices = [(f"#{i}: {shorten(s, 60)}", i) for i, s in enumerate(sentences)]
     pick = widgets.Dropdown(options=choices, description="Test clip")
     upload = widgets.FileUpload(accept="audio/*,.mp3,.wav,.flac,.ogg", multiple=False, description="Upload")
     which = widgets.ToggleButtons(options=[r.label for r in runs] + (["both"] if len(runs) > 1 else []),

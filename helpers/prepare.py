@@ -73,7 +73,7 @@ class DropReport:
         """Count one row under `reason`; the written record says `detail` when given (the reason in full)."""
         self.counts[reason] += 1
         self.dropped.append({"step": self.step, "reason": detail or reason, "row": index,
-                             "path": os.path.basename(str(row.get("path") or "")),
+                             "path": clip_key(row.get("path")),
                              "sentence": str(row.get("sentence") or "")[:120]})
 
     def as_dict(self) -> dict:

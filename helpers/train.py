@@ -6,8 +6,6 @@ Notebook 03 calls these functions one step at a time; `python -m tools.train` ru
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -19,8 +17,8 @@ import numpy as np
 
 from helpers.card import write_model_card
 from helpers.checkpoints import CHECKPOINTS, MODEL, TrainingOutcome, save_final_model
-from helpers.files import write_json
-from helpers.metrics import compute_metrics, has_repetition, is_too_long, relative_improvement
+from helpers.files import read_json, write_json
+from helpers.metrics import compute_metrics, has_repetition, is_too_long, relative_improvement, rounded
 from helpers.prepare import (DropReport, READ_SKIPS, SpeechCollator, check_training_split, configure_language,
                              read_skips, reasons_for, write_drops)
 from helpers.settings import DeviceDefaults, check_optimizer, installed
@@ -254,7 +252,7 @@ def zero_shot(trainer, cfg: TrainConfig) -> tuple[dict, dict]:
     key = {"model": cfg.model, "dataset": cfg.dataset, "language": cfg.language, "split": cfg.eval_split,
            "rows": len(trainer.eval_dataset), "generation_max_length": trainer.args.generation_max_length}
     path = Path(cfg.run_dir) / "zero_shot.json"
-    cached = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    cached = read_json(path) or {}
     if cached.get("key") == key:
         return cached["metrics"], cached.get("examples", {})
     metrics = {k.removeprefix("zero_shot_"): v for k, v in trainer.evaluate(metric_key_prefix="zero_shot").items()}
@@ -366,9 +364,7 @@ def hyperparameters(cfg: TrainConfig, settings: dict) -> dict:
 
 
 def _rounded(metrics: dict) -> dict:
-    values = {key: metrics.get(key) for key in ("wer", "wer_orthographic", "looping", "loss")}
-    return {key: None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 3)
-            for key, value in values.items()}
+    return {key: rounded(metrics.get(key), 3) for key in ("wer", "wer_orthographic", "looping", "loss")}
 
 
 def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defaults: DeviceDefaults,
@@ -394,5 +390,5 @@ def training_summary(cfg: TrainConfig, data: PreparedData, settings: dict, defau
         "hyperparameters": hyperparameters(cfg, settings),
         "wer_unit": "percent", "zero_shot": _rounded(before), "final": _rounded(final),
         # the project's one sign convention: positive = fewer errors than zero-shot (NaN is written as null)
-        "relative_wer_improvement": round(relative_improvement(before.get("wer"), final.get("wer")), 2),
+        "relative_wer_improvement": rounded(relative_improvement(before.get("wer"), final.get("wer"))),
     }

@@ -49,12 +49,15 @@ def headless_from_parents(command_lines: Iterable[str]) -> bool:
     return False
 
 
-def is_headless() -> bool:
+def is_headless(headless: bool | None = None) -> bool:
     """True when no person is watching: not inside a Jupyter kernel, or a kernel run by papermill, nbval
     (pytest) or nbconvert. False in JupyterLab, Notebook, VS Code and other front ends.
 
-    `NOTEBOOK_HEADLESS=1` (or `0`) overrides the guess, e.g. in CI or to test the widget path.
+    `headless` (a caller's own parameter) answers when given; else `NOTEBOOK_HEADLESS=1` (or `0`) overrides the
+    guess, e.g. in CI or to test the widget path.
     """
+    if headless is not None:
+        return headless
     forced = os.environ.get("NOTEBOOK_HEADLESS", "").strip().lower()
     if forced in ("1", "true", "yes"):
         return True
@@ -98,13 +101,11 @@ def show_clips(rows: Iterable[Mapping], max_n: int = 5, headless: bool | None = 
     Rows are dataset rows with `audio` ({"array", "sampling_rate"}) and `sentence`. The plain lines are always
     printed (and returned), so a headless run records what would have been played.
     """
-    if headless is None:
-        headless = is_headless()
     chosen = list(itertools.islice(rows, max_n))
     lines = [clip_line(i + 1, row) for i, row in enumerate(chosen)]
     for line in lines:
         print(line)
-    if not headless and chosen:
+    if chosen and not is_headless(headless):
         import ipywidgets as widgets
         from IPython.display import display
 
@@ -118,14 +119,18 @@ def show_clips(rows: Iterable[Mapping], max_n: int = 5, headless: bool | None = 
     return lines
 
 
+def shorten(text: str, max_chars: int) -> str:
+    """`text`, cut to `max_chars` characters with "…" as the last one when it is longer."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
 def format_table(rows: Iterable[Mapping], columns: Iterable[str] | None = None, max_width: int = 100) -> str:
     """A plain-text table (same bytes every run, unlike a styled DataFrame); long cells are cut at `max_width`."""
     rows = list(rows)
     columns = list(columns) if columns is not None else (list(rows[0]) if rows else [])
 
     def cell(value) -> str:
-        text = "" if value is None else str(value)
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+        return shorten("" if value is None else str(value), max_width)
 
     body = [[cell(row.get(col)) for col in columns] for row in rows]
     widths = [max([len(col)] + [len(line[i]) for line in body]) for i, col in enumerate(columns)]
