@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import machine_load  # noqa: E402
+from benchmarks.common import convert, machine_load  # noqa: E402
+from helpers.audio import SAMPLING_RATE  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -41,7 +42,6 @@ def main(argv=None) -> int:
     import torch
     from faster_whisper import WhisperModel
 
-    from benchmarks.common import convert
     from helpers.data import load_split
     from helpers.environment import ensure_local_model
     from helpers.evaluation import first_clips
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     clips = first_clips(load_split(args.dataset, args.language, args.split), args.max_samples)
     arrays = [clip_array(row) for row in clips]
     references = [row["sentence"] for row in clips]
-    audio_seconds = sum(len(a) for a in arrays) / 16000
+    audio_seconds = sum(len(a) for a in arrays) / SAMPLING_RATE
     normalizer = eval_normalizer(args.language)
     print(f"model {args.model}, {threads} CPU threads; {len(arrays)} clips, {audio_seconds:.1f} s of audio, "
           f"{args.dataset}/{args.language}/{args.split}; decoding {SAME_AS_TRANSFORMERS}")

@@ -24,17 +24,18 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine_load  # noqa: E402
+from helpers.audio import SAMPLING_RATE  # noqa: E402
 
 
 def one_by_one(model, processor, arrays, language):
     """The baseline: one clip per generate call, texts in order. Returns (texts, seconds)."""
     import torch
 
-    from helpers.audio import SAMPLING_RATE
     from helpers.inference import _sync, generation_kwargs
 
     kwargs = generation_kwargs(model, language)
@@ -54,7 +55,6 @@ def encoder_only(model, processor, arrays, batch_size):
     """Seconds for the features and the encoder pass of every clip, in batches of `batch_size`."""
     import torch
 
-    from helpers.audio import SAMPLING_RATE
     from helpers.inference import _sync
 
     encoder = model.get_encoder()
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     ensure_local_model(args.model)  # converts models/whisper-base or whisper-tiny.en when missing
     clips = first_clips(load_split(args.dataset, args.language, args.split), args.max_samples)
     arrays = [clip_array(row) for row in clips]
-    audio_seconds = sum(len(a) for a in arrays) / 16000
+    audio_seconds = sum(len(a) for a in arrays) / SAMPLING_RATE
     model, processor = load_model(args.model, device=args.device)
     print(f"model {args.model} on {model.device} ({str(model.dtype).replace('torch.', '')}), "
           f"{torch.get_num_threads()} CPU threads; {len(arrays)} clips, {audio_seconds:.1f} s of audio, "
@@ -108,9 +108,8 @@ def main(argv=None) -> int:
         result = transcribe(model, processor, arrays, language=args.language, batch_size=args.batch_size)
         batch_seconds.append(result.compute_seconds)
         if on_cpu:
-            inference.CPU_ENCODER_CLIP_BY_CLIP = False
-            whole = transcribe(model, processor, arrays, language=args.language, batch_size=args.batch_size)
-            inference.CPU_ENCODER_CLIP_BY_CLIP = True
+            with mock.patch.object(inference, "CPU_ENCODER_CLIP_BY_CLIP", False):
+                whole = transcribe(model, processor, arrays, language=args.language, batch_size=args.batch_size)
             whole_batch_seconds.append(whole.compute_seconds)
         # the encoder's share at one clip and at a whole batch per call, whichever is faster per clip here
         encoder_seconds.append(min(encoder_only(model, processor, arrays, size) for size in (1, args.batch_size)))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from helpers.audio import SAMPLING_RATE  # noqa: E402
 
 LABEL_TOKENS = 40  # a typical Common Voice sentence with its prompt
 
@@ -75,14 +76,12 @@ def train_throughput(model_name: str, batch: int, checkpointing: bool, steps: in
             "peak_memory_gib": peak and round(peak, 2), "steps": steps, "out_of_memory": False}
 
 
-def ct2_texts(folder: Path, arrays, language: str, batch: int, device: str, compute_type: str, processor) -> tuple[list, float]:
-    """Batched CTranslate2 decoding through its own Whisper API (faster-whisper's pipeline batches one file only)."""
+def ct2_texts(model, arrays, language: str, batch: int, processor) -> tuple[list, float]:
+    """Batched decoding with a CTranslate2 Whisper model through its own API (faster-whisper's pipeline batches one
+    file only)."""
     import ctranslate2
     import numpy as np
 
-    from helpers.audio import SAMPLING_RATE
-
-    model = ctranslate2.models.Whisper(str(folder), device=device, compute_type=compute_type)
     prompt = ["<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>"]
     texts, seconds = [], 0.0
     for i in range(0, len(arrays), batch):
@@ -97,13 +96,13 @@ def ct2_texts(folder: Path, arrays, language: str, batch: int, device: str, comp
 
 def eval_speed(model_name: str, arrays, language: str, batch: int, device: str) -> list[dict]:
     """RTFx of transformers (SDPA) and of CTranslate2 at `batch`, on the same clips, after a warm-up batch."""
+    import ctranslate2
     import torch
 
     from benchmarks.common import convert
     from helpers.inference import load_model, rtfx, transcribe, warm_up
     from helpers.languages import whisper_language_code
 
-    audio = sum(len(a) for a in arrays) / 16000
     cuda = device.startswith("cuda")
     dtype = "float16" if cuda else "float32"
     model, processor = load_model(model_name, device=device, dtype=dtype)
@@ -118,9 +117,11 @@ def eval_speed(model_name: str, arrays, language: str, batch: int, device: str) 
         folder = convert(model_name, Path(tmp) / "ct2", quantization="float16" if cuda else "float32")
         for compute_type in ("float16", "int8_float16") if cuda else ("float32", "int8"):
             code = whisper_language_code(language)
-            ct2_texts(folder, arrays[:batch], code, batch, device, compute_type, processor)  # warm-up
-            _, seconds = ct2_texts(folder, arrays, code, batch, device, compute_type, processor)
-            rows.append({"backend": f"ctranslate2 {compute_type}", "batch": batch, "rtfx": round(rtfx(audio, seconds), 2)})
+            ct2 = ctranslate2.models.Whisper(str(folder), device=device, compute_type=compute_type)
+            ct2_texts(ct2, arrays[:batch], code, batch, processor)  # warm-up
+            _, seconds = ct2_texts(ct2, arrays, code, batch, processor)
+            rows.append({"backend": f"ctranslate2 {compute_type}", "batch": batch,
+                         "rtfx": round(rtfx(result.audio_seconds, seconds), 2)})
     return rows
 
 
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
     record = {"device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
               "torch": torch.__version__, "transformers": transformers.__version__,
               "ctranslate2": ctranslate2.__version__, "label_tokens": LABEL_TOKENS,
-              "eval_clips": len(arrays), "eval_audio_seconds": round(sum(len(a) for a in arrays) / 16000, 1),
+              "eval_clips": len(arrays), "eval_audio_seconds": round(sum(len(a) for a in arrays) / SAMPLING_RATE, 1),
               "training": {}, "evaluation": {}}
     print(f"device: {record['device']}")
     for name in args.models:

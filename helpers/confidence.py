@@ -51,7 +51,7 @@ def _groups(groups: Sequence | None, kept: list[int]) -> tuple[np.ndarray, str]:
     return np.unique(names, return_inverse=True)[1], "speakers"
 
 
-def _bootstrap(index: np.ndarray, errors: np.ndarray, lengths: np.ndarray, unit: str, resamples: int, level: float,
+def _bootstrap(index: np.ndarray, errors: np.ndarray, lengths: np.ndarray, resampled: str, resamples: int, level: float,
                seed: int) -> tuple[dict, np.ndarray]:
     """The error rate in percent (`errors` over `lengths`, clips of a group drawn together) with its bootstrap
     interval, and the rate in each draw."""
@@ -65,7 +65,7 @@ def _bootstrap(index: np.ndarray, errors: np.ndarray, lengths: np.ndarray, unit:
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(draws, [tail, 100 - tail])
     return {"value": round(float(100 * e.sum() / w.sum()), 2), "low": round(float(low), 2),
-            "high": round(float(high), 2), "level": level, "resampled": unit, "groups": n,
+            "high": round(float(high), 2), "level": level, "resampled": resampled, "groups": n,
             "resamples": resamples}, draws
 
 

@@ -37,7 +37,8 @@ import numpy as np
 import pyarrow.compute as pc
 
 from helpers.audio import SAMPLING_RATE, AudioError, decode
-from helpers.sources import Source, metadata_file, pick_split, resolve, shown_path
+from helpers.files import display_path
+from helpers.sources import Source, metadata_file, pick_split, resolve
 
 # Transcript columns, best first: Common Voice; FLEURS and VoxPopuli keep casing and punctuation in their "raw"
 # column; Multilingual LibriSpeech; generic.
@@ -212,7 +213,7 @@ def _audiofolder_rows(folder: Path):
     speaker = next((c for c in SPEAKER_COLUMNS if c in columns), None)
     if "file_name" not in columns or text is None:
         raise ValueError(
-            f"{shown_path(metadata)} needs a file_name column and a transcript column ({', '.join(TEXT_COLUMNS)}); "
+            f"{display_path(metadata)} needs a file_name column and a transcript column ({', '.join(TEXT_COLUMNS)}); "
             f"found: {', '.join(c for c in columns if c) or 'none'}."
         )
     for number, record in records:

@@ -20,8 +20,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from helpers import ROOT
 from helpers.audio import SAMPLING_RATE, decode
+from helpers.files import display_path
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -187,17 +187,6 @@ def free_space(paths: Mapping[str, str | Path], min_free_gb: float = 10.0) -> li
                      "status": OK if ok else WARN,
                      "advice": "" if ok else f"under {min_free_gb:g} GB free: checkpoints and datasets need room"})
     return rows
-
-
-def display_path(path: str | Path) -> str:
-    """A path as it may be shown or stored: relative to the repository when inside it, '~/...' under the home
-    folder, otherwise unchanged (machine-specific absolute paths never reach a committed notebook)."""
-    path = Path(path).expanduser().absolute()
-    for base, prefix in ((ROOT, ""), (Path.home(), "~/")):
-        if path.is_relative_to(base):
-            rel = path.relative_to(base).as_posix()
-            return prefix + rel if rel != "." else (prefix.rstrip("/") or ".")
-    return str(path)
 
 
 def cache_dirs() -> dict[str, str]:

@@ -182,8 +182,7 @@ def clip_table(references: Sequence[str], predictions: Sequence[str], normalizer
     the flags of every detector in `helpers.metrics`; `scripts` are the writing systems the language uses."""
     import pandas as pd
 
-    refs = [M._clean(r) for r in references]
-    preds = [M._clean(p) for p in predictions]
+    refs, preds = M.normalize_all(references, None), M.normalize_all(predictions, None)  # whitespace tidied
     norm_refs = M.normalize_all(refs, normalizer)
     norm_preds = M.normalize_all(preds, normalizer)
     rows = []

@@ -11,7 +11,6 @@ import numpy as np
 
 from helpers.audio import SAMPLING_RATE
 from helpers.inference import WINDOW_SECONDS, clip_array, generation_kwargs, input_features, rtfx, token_budget
-from helpers.languages import whisper_language_code
 
 # The files faster-whisper reads beside CTranslate2's model.bin: the tokenizer (else it downloads one from the
 # Hub) and the feature extractor's settings (the number of mel bins: 80 up to large-v2, 128 for large-v3).
@@ -61,6 +60,8 @@ def faster_whisper_texts(model, arrays: Sequence[np.ndarray], language: str | No
     """Transcribe each array (one at a time, as `WhisperModel.transcribe` does) with faster-whisper; returns the texts
     and the seconds it took. `pad=True` pads each clip with silence to 30 s first (`pad_to_window`); `settings` go to
     `transcribe` (beam_size, without_timestamps, temperature, ...)."""
+    from helpers.languages import whisper_language_code  # loads transformers: only when called
+
     code = whisper_language_code(language) if language else None
     texts, seconds = [], 0.0
     for array in arrays:

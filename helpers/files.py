@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from helpers import ROOT
+
 
 def hub_id(name: str | Path) -> str | None:
     """`name` when it names a Hugging Face Hub repository ("org/name"), None when it is a local path.
@@ -21,6 +23,17 @@ def hub_id(name: str | Path) -> str | None:
     if Path(name).exists() or Path(name.split("/")[0]).is_dir() or name.startswith("models/"):
         return None
     return name
+
+
+def display_path(path: str | Path) -> str:
+    """A path as it may be shown or stored: relative to the repository when inside it, '~/...' under the home
+    folder, otherwise unchanged (machine-specific absolute paths never reach a committed notebook)."""
+    path = Path(path).expanduser().absolute()
+    for base, prefix in ((ROOT, ""), (Path.home(), "~/")):
+        if path.is_relative_to(base):
+            rel = path.relative_to(base).as_posix()
+            return prefix + rel if rel != "." else (prefix.rstrip("/") or ".")
+    return str(path)
 
 
 def writable_folder(path: str | Path, name: str = "run_dir") -> Path:

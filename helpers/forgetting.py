@@ -13,8 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from helpers.inference import clip_array, input_features, transcribe
-from helpers.languages import whisper_language_code
-from helpers.metrics import compute_metrics
+from helpers.metrics import compute_metrics, rounded
 
 
 def detected_languages(model, processor, arrays: Sequence[np.ndarray], batch_size: int = 8) -> list[str]:
@@ -44,6 +43,8 @@ def cost_record(runs: Sequence, target: Sequence[np.ndarray], target_code: str, 
     """For each evaluated model: language identification on the target language's clips and on the other
     language's, and the WER on the other language's clips (transcribed as that language, Whisper's normaliser
     for it). What results.json keeps under "fine_tuning_cost"."""
+    from helpers.languages import whisper_language_code  # loads transformers: only when called
+
     other_code = whisper_language_code(other_language)
     other_arrays = [clip_array(clip) for clip in other_clips]
     references = [str(clip["sentence"]) for clip in other_clips]
@@ -53,7 +54,7 @@ def cost_record(runs: Sequence, target: Sequence[np.ndarray], target_code: str, 
         out[run.label] = {
             "language_id_target": language_id(run, target, target_code),
             "language_id_other": language_id(run, other_arrays, other_code),
-            "other_language_wer": round(compute_metrics(references, texts, normalizer)["wer"], 2),
+            "other_language_wer": rounded(compute_metrics(references, texts, normalizer)["wer"]),
         }
     return out
 

@@ -53,7 +53,7 @@ def _transcriber_widget(runs: Sequence[EvalRun], clips, language: str):
     from IPython.display import display
 
     sentences = [as_text(row.get("sentence")) for row in islice(iter(clips), 50)]  # the first 50 clips to pick from
-    choices = [(f"#{i}: {shorten(s, 60)}", i) for i, s in enumerate(sentences)]
+    choices = [(f"#{i}: {shorten(s, 61)}", i) for i, s in enumerate(sentences)]
     pick = widgets.Dropdown(options=choices, description="Test clip")
     upload = widgets.FileUpload(accept="audio/*,.mp3,.wav,.flac,.ogg", multiple=False, description="Upload")
     which = widgets.ToggleButtons(options=[r.label for r in runs] + (["both"] if len(runs) > 1 else []),

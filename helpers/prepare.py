@@ -26,8 +26,8 @@ from helpers.inference import WINDOW_SECONDS as MAX_AUDIO_SECONDS  # longer clip
 MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions: longer label sequences crash training
 
 REASON_EMPTY = "empty transcript"
-REASON_AUDIO = "audio over 30 s"
-REASON_LABELS = "labels over 448 tokens"
+REASON_AUDIO = f"audio over {MAX_AUDIO_SECONDS:g} s"
+REASON_LABELS = f"labels over {MAX_LABEL_TOKENS} tokens"
 REASON_SENTENCE = "sentence also in evaluation split"
 REASON_CLIP = "clip also in evaluation split"
 
@@ -90,6 +90,9 @@ class DropReport:
         else:
             lines.append(f"  {self.note}")
         return "\n".join(lines)
+
+
+DROPPED_ROWS = "dropped_rows.csv"  # run_dir file: every row a step left out, with its reason
 
 
 def write_drops(reports: Iterable[DropReport], path: str | Path) -> Path:
@@ -299,7 +302,7 @@ def log_mel(arrays: list[np.ndarray], feature_extractor) -> np.ndarray:
             wave[: len(array)] = torch.tensor(array)
             stft = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
             # the STFT of a whole 30 s clip has one frame more than Whisper keeps
-            used = min(frames, stft.shape[-1] - (1 if length == n_samples else 0))  # a 30 s STFT drops its last frame
+            used = min(frames, stft.shape[-1] - (1 if length == n_samples else 0))
             power = torch.zeros(n_fft // 2 + 1, frames)
             power[:, :used] = stft[:, :used].abs() ** 2
             log_spec = torch.clamp(filters_t @ power, min=1e-10).log10()

@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 
 from helpers import ROOT
-from helpers.files import hub_id
+from helpers.files import display_path, hub_id
 
 SAMPLE_DIR = ROOT / "data" / "sample"
 REAL_DIR = ROOT / "data" / "real"
@@ -79,17 +79,10 @@ def resolve(dataset: str, language: str) -> Source:
         return _named_source(dataset, language)
     path = Path(dataset).expanduser()
     if path.is_dir():
-        return _local_source(path, shown_path(path), language)
+        return _local_source(path, display_path(path), language)
     if hub := hub_id(dataset):
         return _repository_source(hub, hub, language)
     raise FileNotFoundError(f"Dataset folder {dataset!r} not found (a Hub id looks like 'org/name').")
-
-
-def shown_path(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _named_source(name: str, language: str) -> Source:
@@ -98,10 +91,10 @@ def _named_source(name: str, language: str) -> Source:
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_cv_folder(p)) if root.is_dir() else []
         raise ValueError(
-            f"The {title} ({name!r}) has no language {language!r} (expected folder {shown_path(folder)}); "
-            f"languages there: {', '.join(found) or f'none ({shown_path(root)} is missing: {how})'}."
+            f"The {title} ({name!r}) has no language {language!r} (expected folder {display_path(folder)}); "
+            f"languages there: {', '.join(found) or f'none ({display_path(root)} is missing: {how})'}."
         )
-    return _common_voice_source(folder, shown_path(folder))
+    return _common_voice_source(folder, display_path(folder))
 
 
 def _local_source(path: Path, shown: str, language: str) -> Source:

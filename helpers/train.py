@@ -19,8 +19,8 @@ from helpers.card import write_model_card
 from helpers.checkpoints import CHECKPOINTS, MODEL, TrainingOutcome, save_final_model
 from helpers.files import read_json, write_json
 from helpers.metrics import compute_metrics, has_repetition, is_too_long, relative_improvement, rounded
-from helpers.prepare import (DropReport, READ_SKIPS, SpeechCollator, check_training_split, configure_language,
-                             read_skips, reasons_for, write_drops)
+from helpers.prepare import (DROPPED_ROWS, DropReport, READ_SKIPS, SpeechCollator, check_training_split,
+                             configure_language, read_skips, reasons_for, write_drops)
 from helpers.settings import DeviceDefaults, check_optimizer, installed
 
 
@@ -324,7 +324,7 @@ class PreparedData:
         front) to the reports, and write run_dir/dropped_rows.csv again with them."""
         report = read_skips(Path(run_dir) / READ_SKIPS)
         self.reports = [r for r in self.reports if r.step != report.step] + [report]
-        write_drops(self.reports, Path(run_dir) / "dropped_rows.csv")
+        write_drops(self.reports, Path(run_dir) / DROPPED_ROWS)
         return report
 
 

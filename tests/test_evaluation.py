@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from helpers import evaluation as E
-from helpers.card import SECTION_START, update_model_card
 from helpers import metrics as M
 from helpers import playground as PG
+from helpers.card import SECTION_START, update_model_card, write_model_card
 from helpers.normalize import eval_normalizer
 
 
@@ -165,7 +165,6 @@ def _front_matter(path):
 
 
 def test_model_card_gets_the_results(tmp_path):
-    from helpers.card import write_model_card
 
     model_dir = tmp_path / "es" / "model"
     model_dir.mkdir(parents=True)
@@ -272,7 +271,7 @@ STAMP = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 def test_transcriber_widget_clip_and_upload(tiny_run, capsys, sample_root):
     run, clips = tiny_run
     box = PG._transcriber_widget([run], clips, "en")
-    (pick, upload), which, button, out = box.children[0].children, *box.children[1:]
+    (pick, upload), which, button, _ = box.children[0].children, *box.children[1:]
     assert pick.options[1] == (f"#1: {clips[1]['sentence']}", 1) and which.value == "baseline"
     capsys.readouterr()
     pick.value = 1

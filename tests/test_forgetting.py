@@ -16,7 +16,7 @@ from helpers.normalize import eval_normalizer
 
 @pytest.fixture(scope="module")
 def base_run(base_dir):
-    model, processor = load_model(base_dir)
+    model, processor = load_model(base_dir, device="cpu")  # the expected languages are the CPU float32 ones
     return SimpleNamespace(label="baseline", model=model, processor=processor)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
+from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -279,7 +281,14 @@ def make_trainer(model_dir, run_dir, data, callbacks=(), max_steps=2):
                            progress=False), processor
 
 
-def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_dir, tiny_data, tmp_path, capsys):
+@pytest.fixture
+def ticking_clock(monkeypatch):
+    """The training clock reads a clock that moves one second a reading: its totals never round to zero."""
+    monkeypatch.setattr(C, "time", SimpleNamespace(time=itertools.count(1000.0, 1.0).__next__))
+
+
+def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_dir, tiny_data, tmp_path, capsys,
+                                                                          ticking_clock):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     run_dir = tmp_path / "run"
@@ -288,12 +297,12 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
         C.train_or_resume(trainer, run_dir)
     assert C.last_checkpoint(run_dir).name == "checkpoint-1"
     assert C.finished_state(run_dir) is None
-    state = json.loads((run_dir / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())
+    state = json.loads((run_dir / C.CHECKPOINTS / "checkpoint-1" / C.STATE_FILE).read_text())
     clock = state["stateful_callbacks"][C.CLOCK]["attributes"]  # the training time travels with the checkpoint
     assert clock["seconds"] > 0
 
     # A half-written checkpoint (no trainer state yet) is not picked.
-    (run_dir / "checkpoints" / "checkpoint-7").mkdir()
+    (run_dir / C.CHECKPOINTS / "checkpoint-7").mkdir()
     assert C.last_checkpoint(run_dir).name == "checkpoint-1"
 
     trainer, processor = make_trainer(mini_dir, run_dir, tiny_data)
@@ -317,7 +326,7 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
     trainer, _ = make_trainer(mini_dir, run_dir, tiny_data)
     outcome = C.train_or_resume(trainer, run_dir)
     assert outcome.status == "already finished" and trainer.state.global_step == 0  # nothing was trained
-    saved = json.loads((model_dir / "trainer_state.json").read_text())["stateful_callbacks"][C.CLOCK]["attributes"]
+    saved = json.loads((model_dir / C.STATE_FILE).read_text())["stateful_callbacks"][C.CLOCK]["attributes"]
     assert (outcome.train_seconds, outcome.data_wait_seconds) == (saved["seconds"], saved["data_wait_seconds"])
     assert saved["seconds"] > clock["seconds"]  # both sessions
     assert outcome.final_eval()["step"] == 2
@@ -328,7 +337,7 @@ def test_interrupted_training_resumes_and_a_finished_run_is_not_retrained(mini_d
         C.train_or_resume(trainer, run_dir)
 
 
-def test_retrain_starts_over(mini_dir, tiny_data, tmp_path):
+def test_retrain_starts_over(mini_dir, tiny_data, tmp_path, ticking_clock):
     run_dir = tmp_path / "run"
     (run_dir / "model").mkdir(parents=True)
     (run_dir / "model" / C.STATE_FILE).write_text(json.dumps({"global_step": 1, "log_history": []}))
@@ -553,7 +562,8 @@ def test_several_processes_train_on_their_own_shares_and_save_one_model(mini_dir
                "--language", "en", "--dataset", str(folder), "--model", str(mini_dir), "--run-dir", str(run_dir),
                "--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--generation-max-length", "8",
                "--train-split", "train"]
-    env = {**__import__("os").environ, "TRACE_DIR": str(trace), "OMP_NUM_THREADS": "1"}
+    # the child processes do not see this test's faked probe: hide any GPU so that both train on the CPU (gloo)
+    env = {**__import__("os").environ, "TRACE_DIR": str(trace), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((run_dir / "training.json").read_text())

@@ -44,8 +44,8 @@ from typing import Callable
 
 import soundfile as sf
 
-from helpers.audio import AudioError, decode
-from helpers.data import CLIP_DURATIONS, SAMPLING_RATE
+from helpers.audio import SAMPLING_RATE, AudioError, decode
+from helpers.data import CLIP_DURATIONS
 from helpers.files import write_json
 from helpers.prepare import sentence_key
 from helpers.sources import REAL_DIR

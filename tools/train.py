@@ -23,23 +23,22 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from helpers.card import push_model
 from helpers.checkpoints import MODEL, train_or_resume
+from helpers.data import load_split
 from helpers.files import writable_folder, write_json
 from helpers.normalize import eval_normalizer, training_transform
-from helpers.prepare import (READ_REASONS, check_training_split, drop_eval_overlap, filter_rows, label_lengths,
-                             training_subset, write_drops)
+from helpers.prepare import (DROPPED_ROWS, MAX_LABEL_TOKENS, READ_REASONS, check_training_split, drop_eval_overlap,
+                             filter_rows, label_lengths, training_subset, write_drops)
 from helpers.settings import device_defaults, resolve_settings
 from helpers.train import (PreparedData, TrainConfig, WhisperMetrics, build_trainer, finish_run, generation_cap,
                            load_model, training_arguments, training_summary, zero_shot)
 
 
-def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = 448) -> PreparedData:
+def prepare_data(cfg: TrainConfig, processor, max_label_tokens: int = MAX_LABEL_TOKENS) -> PreparedData:
     """Load train and eval splits as light rows, drop eval overlap and filter (the steps of notebook 03)."""
-    from helpers.data import load_split
-
     check_training_split(cfg.train_split)
     transform = training_transform(cfg.run_dir)
     train = load_split(cfg.dataset, cfg.language, cfg.train_split, streaming=cfg.streaming, decode=False)
@@ -72,7 +71,7 @@ def run(cfg: TrainConfig) -> dict:
     if main_process:
         print(defaults)
         print(data.summary())
-        write_drops(data.reports, run_dir / "dropped_rows.csv")
+        write_drops(data.reports, run_dir / DROPPED_ROWS)
     metrics = WhisperMetrics(processor.tokenizer, eval_normalizer(cfg.language))
     trainer = build_trainer(whisper, processor, args, data.train, data.eval, metrics, run_dir,
                             text_transform=data.text_transform)
@@ -108,14 +107,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             return False
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
+    types = {f.name: f.type for f in fields(TrainConfig)}  # as written: "int | None" means "None: suggested"
     for name, value in asdict(defaults).items():
         option = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             parser.add_argument(option, type=flag, default=value, metavar="true|false")
-        elif name in ("batch_size", "gradient_accumulation_steps", "save_steps", "max_train_samples",
-                      "max_eval_samples", "num_workers", "generation_max_length"):
+        elif types[name] == "int | None":
             parser.add_argument(option, type=optional_int, default=value)
-        elif name == "gradient_checkpointing":
+        elif types[name] == "bool | None":
             parser.add_argument(option, type=lambda t: None if t.lower() == "auto" else flag(t), default=value)
         elif isinstance(value, int):
             parser.add_argument(option, type=int, default=value)
