@@ -206,11 +206,11 @@ def clip_table(references: Sequence[str], predictions: Sequence[str], normalizer
     return pd.DataFrame(rows)
 
 
-def error_summary(table) -> dict:
-    """Counts of every detector's flags, and the edit operations behind the WER."""
-    scored = table[table["wer"].notna()]
-    counts = M.word_counts(list(scored["reference_normalized"]), list(scored["prediction_normalized"]))
-    return {**counts.as_dict(), **{flag: int(scored[flag].sum()) for flag in FLAGS}}
+def error_summary(run: EvalRun, scripts: set[str] | None = None) -> dict:
+    """The edit operations behind the WER (counted by `compute_metrics`) and how many clips each detector flagged."""
+    counts = {key: run.metrics[key] for key in ("substitutions", "deletions", "insertions", "hits", "reference_words")}
+    table = run.table(scripts)
+    return {**counts, **{flag: int(table[flag].sum()) for flag in FLAGS}}
 
 
 def top_confusions(table, k: int = 10) -> dict[str, list[tuple]]:
@@ -363,17 +363,18 @@ def run_record(run: EvalRun, scripts: set[str]) -> dict:
         "wer_keep_marks": M.rounded(m.get("wer_keep_marks")),
         "rtfx": M.rounded(run.speed["rtfx"]),
         **{key: run.speed[key] for key in ("device", "dtype", "batch_size", "audio_seconds", "compute_seconds")},
-        "errors": error_summary(run.table(scripts)),
+        "errors": error_summary(run, scripts),
     }
 
 
 def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | None, *, language: str,
                   dataset: str, split: str, normalizer_name: str, num_skipped: int = 0,
-                  checks: dict | None = None) -> dict:
+                  confidence: dict | None = None, checks: dict | None = None) -> dict:
     """Write predictions.csv and results.json to run_dir, and the results into the fine-tuned model's card when
     that model is a local folder; return the results. They hold the evaluated model's numbers at the top level (the
     fine-tuned one when there is one), the baseline's under "baseline", the relative WER improvement, the bootstrap
-    intervals under "confidence" (helpers.confidence), and `checks` (e.g. what the model writes for silence)."""
+    intervals under "confidence" (`confidence_record`'s, computed here unless given), and `checks` (e.g. what the
+    model writes for silence)."""
     from helpers.confidence import confidence_record
     from helpers.languages import whisper_language
 
@@ -395,7 +396,7 @@ def write_outputs(run_dir: str | Path, baseline: EvalRun, finetuned: EvalRun | N
         **main,
         "num_skipped": num_skipped,
         "relative_wer_improvement": M.rounded(improvement),
-        "confidence": confidence_record(baseline, finetuned),
+        "confidence": confidence or confidence_record(baseline, finetuned),
         **(checks or {}),
         "baseline": base,
     }

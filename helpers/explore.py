@@ -15,42 +15,16 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from helpers.files import read_table
+
 # The limits and the "same sentence" rule that training applies, so that what this notebook counts is what
 # notebook 03 drops: clips over 30 s (Whisper's window), labels over 448 tokens (the decoder's positions).
 from helpers.prepare import MAX_AUDIO_SECONDS as MAX_SECONDS
 from helpers.prepare import MAX_LABEL_TOKENS, label_lengths, sentence_key
 
-# Unicode general categories, in words (https://www.unicode.org/reports/tr44/#General_Category_Values).
-CATEGORY_NAMES = {
-    "Lu": "uppercase letter", "Ll": "lowercase letter", "Lt": "titlecase letter", "Lm": "modifier letter",
-    "Lo": "other letter", "Mn": "combining mark", "Mc": "spacing mark", "Me": "enclosing mark",
-    "Nd": "digit", "Nl": "letter number", "No": "other number",
-    "Pc": "connector punctuation", "Pd": "dash", "Ps": "open bracket", "Pe": "close bracket",
-    "Pi": "open quote", "Pf": "close quote", "Po": "other punctuation",
-    "Sm": "math symbol", "Sc": "currency symbol", "Sk": "modifier symbol", "So": "other symbol",
-    "Zs": "space", "Zl": "line separator", "Zp": "paragraph separator",
-    "Cc": "control character", "Cf": "format character", "Co": "private use", "Cn": "unassigned",
-}
-
-# What each kind of character asks of the normalisation step (notebook 02).
-CATEGORY_QUESTIONS = {
-    "Lu": "keep case, or lower-case everything?", "Lt": "keep case, or lower-case everything?",
-    "Mn": "combining marks: NFC makes 'e'+'\u0301' one 'é'; keep accents and the marks a script needs",
-    "Mc": "spacing marks (vowel signs) belong to their letter: never strip them",
-    "Nd": "digits: keep '3' or spell out 'three'? Speakers say words",
-    "No": "other numbers (½, ²): spell out or drop?",
-    "Pd": "dashes: keep, or turn into spaces?",
-    "Ps": "brackets: keep or drop?", "Pe": "brackets: keep or drop?",
-    "Pi": "quotes: unify or drop?", "Pf": "quotes: unify or drop?",
-    "Po": "punctuation: keep it (Whisper writes it) or drop it for scoring?",
-    "Pc": "connector punctuation: keep or drop?",
-    "Sm": "symbols are spoken as words: spell out or drop?", "Sc": "currency: spell out or drop?",
-    "Sk": "modifier symbols (´ ^): usually typing mistakes", "So": "other symbols: usually drop",
-    "Zs": "unusual spaces (no-break, thin): turn into a plain space",
-    "Cf": "invisible format characters (zero-width joiners): keep where the script needs them",
-    "Cc": "control characters (tabs, newlines): turn into a plain space",
-}
-
+# Each Unicode general category in words (https://www.unicode.org/reports/tr44/#General_Category_Values) and what
+# it asks of the normalisation step (notebook 02): category -> [meaning, question].
+CATEGORIES = read_table("unicode_categories.tsv")
 
 SPLITS = ("train", "dev", "test")
 
@@ -206,10 +180,10 @@ def inventory_rows(inventory: Mapping[str, Mapping[str, int]], max_chars: int = 
         shown = [show_char(ch) for ch in list(chars)[:max_chars]]
         more = f" (+{len(chars) - max_chars})" if len(chars) > max_chars else ""
         ordinary_spaces = category == "Zs" and set(chars) <= {" "}
-        question = "" if ordinary_spaces else CATEGORY_QUESTIONS.get(category, "")
-        rows.append({"category": category, "meaning": CATEGORY_NAMES.get(category, "?"),
+        meaning, question = CATEGORIES.get(category, ("?", ""))
+        rows.append({"category": category, "meaning": meaning,
                      "distinct": len(chars), "count": int(sum(chars.values())),
-                     "characters": " ".join(shown) + more, "question": question})
+                     "characters": " ".join(shown) + more, "question": "" if ordinary_spaces else question})
     return rows
 
 

@@ -36,6 +36,12 @@ def display_path(path: str | Path) -> str:
     return str(path)
 
 
+def read_table(name: str) -> dict[str, list[str]]:
+    """A tab-separated table that ships in helpers/ (`name`), keyed by its first column; the header is skipped."""
+    lines = (Path(__file__).parent / name).read_text(encoding="utf-8").splitlines()[1:]
+    return {fields[0]: fields[1:] for fields in (line.split("\t") for line in lines if line)}
+
+
 def writable_folder(path: str | Path, name: str = "run_dir") -> Path:
     """`path`, created if needed and tried with a small file; an OSError that says which folder and why when it
     cannot be written (read-only, full, not a folder), before any work that would be lost."""

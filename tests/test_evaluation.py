@@ -65,7 +65,8 @@ TUNED = [
 
 
 def test_clip_table_flags_each_detector_on_its_clip():
-    table = make_run("baseline", BASELINE, REFS).table()
+    run = make_run("baseline", BASELINE, REFS)
+    table = run.table()
     assert list(table["index"]) == list(range(7))
     flagged = {flag: [int(i) for i in table.loc[table[flag], "index"]] for flag in E.FLAGS}
     assert flagged == {"empty_prediction": [1], "repetition": [2], "too_long": [3], "wrong_language": [4],
@@ -74,17 +75,18 @@ def test_clip_table_flags_each_detector_on_its_clip():
     assert math.isnan(table.loc[5, "wer"])  # empty reference: no WER
     assert table.loc[1, "reference_normalized"] == "hola qué tal"
     assert table.loc[1, "wer"] == pytest.approx(100.0)
-    summary = E.error_summary(table)
+    summary = E.error_summary(run)
     assert {k: summary[k] for k in E.FLAGS} == {k: 1 for k in E.FLAGS}
     assert summary["reference_words"] == 6 + 3 + 5 + 2 + 9 + 1  # clip 5 is not scored
 
 
 def test_confusions_worst_clips_and_flag_listing(capsys):
-    table = make_run("baseline", BASELINE, REFS).table()
+    run = make_run("baseline", BASELINE, REFS)
+    table = run.table()
     found = E.top_confusions(table, k=50)
     assert {("hola", 1), ("qué", 1), ("tal", 1)} <= set(found["deletions"])  # clip 1 came out empty
     assert ("gracias", "грасиас", 1) in found["substitutions"]
-    summary = E.error_summary(table)
+    summary = E.error_summary(run)
     assert sum(n for _, _, n in found["substitutions"]) == summary["substitutions"]
     assert sum(n for _, n in found["insertions"]) == summary["insertions"]
     assert [n for _, n in found["insertions"]] == sorted((n for _, n in found["insertions"]), reverse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from types import SimpleNamespace
 
 import numpy as np
@@ -88,6 +89,13 @@ def test_inventory_rows_show_invisible_characters_and_questions():
     assert rows["Ll"]["question"] == ""
     plain = {r["category"]: r for r in ex.inventory_rows(ex.character_inventory(["a b"]))}
     assert plain["Zs"]["question"] == ""  # ordinary spaces raise no question
+    assert rows["Mn"]["meaning"] == "combining mark" and rows["Po"]["meaning"] == "other punctuation"
+
+
+def test_the_category_table_names_every_unicode_category():
+    categories = {unicodedata.category(chr(i)) for i in range(0x110000)}
+    assert set(ex.CATEGORIES) == categories - {"Cs"}  # surrogates never occur in text
+    assert all(len(fields) == 2 and fields[0] for fields in ex.CATEGORIES.values())
 
 
 # ------------------------------------------------------------------------------------------------ leaks
