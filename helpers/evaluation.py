@@ -208,7 +208,7 @@ def clip_table(references: Sequence[str], predictions: Sequence[str], normalizer
 
 def error_summary(run: EvalRun, scripts: set[str] | None = None) -> dict:
     """The edit operations behind the WER (counted by `compute_metrics`) and how many clips each detector flagged."""
-    counts = {key: run.metrics[key] for key in ("substitutions", "deletions", "insertions", "hits", "reference_words")}
+    counts = {key: run.metrics[key] for key in M.ErrorCounts().as_dict()}
     table = run.table(scripts)
     return {**counts, **{flag: int(table[flag].sum()) for flag in FLAGS}}
 
